@@ -1,0 +1,494 @@
+//! The typed configuration: defaults → config file → environment → command-line flags.
+//!
+//! Every value carries the [`Source`] it came from, so `ipfs-accelerate config show` can say why
+//! a value is what it is. Environment values are parsed strictly: a value that is not understood
+//! is an [`Error::InvalidEnv`] naming the variable, never a silent default. Booleans go through
+//! the one truthiness parser, [`parse_bool`].
+//!
+//! Variable names follow the Python original where it had one (`STORAGE_FORCE_LOCAL`,
+//! `IPFS_KIT_DISABLE`, `CI`, `IPFS_ACCELERATE_CACHE_DIR`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::unixfs::Profile;
+use crate::{Error, Result};
+
+/// Environment variable naming the data directory (where the store lives).
+pub const ENV_DATA_DIR: &str = "IPFS_ACCELERATE_DATA_DIR";
+/// The Python original's cache root; accepted as the data directory when [`ENV_DATA_DIR`] is
+/// unset, because that directory held the original's blob store.
+pub const ENV_LEGACY_CACHE_DIR: &str = "IPFS_ACCELERATE_CACHE_DIR";
+/// Environment variable naming the config file.
+pub const ENV_CONFIG: &str = "IPFS_ACCELERATE_CONFIG";
+/// Environment variable choosing the UnixFS import profile for new content.
+pub const ENV_PROFILE: &str = "IPFS_ACCELERATE_PROFILE";
+/// Environment variable setting the store's size budget (`20GiB`, `500MB`, `1048576`).
+pub const ENV_STORAGE_BUDGET: &str = "IPFS_ACCELERATE_STORAGE_BUDGET";
+/// The Python original's switch forcing local-only storage.
+pub const ENV_STORAGE_FORCE_LOCAL: &str = "STORAGE_FORCE_LOCAL";
+/// The Python original's switch disabling the IPFS tier.
+pub const ENV_IPFS_KIT_DISABLE: &str = "IPFS_KIT_DISABLE";
+/// Set by CI systems; remote tiers are off in CI unless explicitly enabled.
+pub const ENV_CI: &str = "CI";
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in default.
+    Default,
+    /// The config file at this path.
+    File(PathBuf),
+    /// This environment variable.
+    Env(&'static str),
+    /// This command-line flag.
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "file {}", path.display()),
+            Source::Env(var) => write!(f, "env {var}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// A configuration value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    /// The effective value.
+    pub value: T,
+    /// The layer that decided it.
+    pub source: Source,
+}
+
+impl<T> Setting<T> {
+    fn default(value: T) -> Self {
+        Setting { value, source: Source::Default }
+    }
+
+    fn set(&mut self, value: T, source: Source) {
+        *self = Setting { value, source };
+    }
+}
+
+/// Values given on the command line; they win over every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--config PATH`: read this file instead of the default location; it must exist.
+    pub config_file: Option<PathBuf>,
+    /// `--data-dir PATH`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// UnixFS profile for new content (`storage.profile`, `IPFS_ACCELERATE_PROFILE`).
+    pub profile: Setting<Profile>,
+    /// Size budget in bytes for unpinned content; `None` means unbounded (`storage.budget`).
+    pub budget: Setting<Option<u64>>,
+    /// Force local-only storage (`storage.force_local`, `STORAGE_FORCE_LOCAL`).
+    pub force_local: Setting<bool>,
+    /// Disable the IPFS tier (`storage.ipfs_kit_disable`, `IPFS_KIT_DISABLE`).
+    pub ipfs_kit_disable: Setting<bool>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    config_file: Option<PathBuf>,
+    data_dir: Setting<PathBuf>,
+    storage: StorageConfig,
+    ci: Setting<bool>,
+}
+
+/// One row of `config show`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConfigEntry {
+    /// Dotted key, as written in the config file.
+    pub key: &'static str,
+    /// The effective value.
+    pub value: serde_json::Value,
+    /// Where it came from ("default", "file …", "env …", "flag …").
+    pub source: String,
+}
+
+impl Config {
+    /// Loads the configuration from the process environment.
+    pub fn load(options: &LoadOptions) -> Result<Config> {
+        Config::load_with_env(options, |name| std::env::var(name).ok())
+    }
+
+    /// Loads the configuration with `env` standing in for the process environment.
+    pub fn load_with_env(
+        options: &LoadOptions,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        // Unset and empty are the same: `CI=` in a shell means "not CI".
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let dirs = directories::ProjectDirs::from("", "", "ipfs-accelerate");
+
+        let (file_path, file_required) = match (&options.config_file, env(ENV_CONFIG)) {
+            (Some(path), _) => (Some(path.clone()), true),
+            (None, Some(path)) => (Some(PathBuf::from(path)), true),
+            (None, None) => (dirs.as_ref().map(|d| d.config_dir().join("config.toml")), false),
+        };
+        let (file, config_file) = match &file_path {
+            Some(path) => match FileConfig::read(path, file_required)? {
+                Some(file) => (file, Some(path.clone())),
+                None => (FileConfig::default(), None),
+            },
+            None => (FileConfig::default(), None),
+        };
+        let from_file = || Source::File(config_file.clone().unwrap_or_default());
+
+        // data_dir
+        let default_data_dir = match &dirs {
+            Some(d) => d.data_dir().to_path_buf(),
+            None => PathBuf::new(),
+        };
+        let mut data_dir = Setting::default(default_data_dir);
+        if let Some(dir) = &file.data_dir {
+            let base = config_file.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
+            data_dir.set(base.join(dir), from_file());
+        }
+        if let Some(dir) = env(ENV_LEGACY_CACHE_DIR) {
+            data_dir.set(PathBuf::from(dir), Source::Env(ENV_LEGACY_CACHE_DIR));
+        }
+        if let Some(dir) = env(ENV_DATA_DIR) {
+            data_dir.set(PathBuf::from(dir), Source::Env(ENV_DATA_DIR));
+        }
+        if let Some(dir) = &options.data_dir {
+            data_dir.set(dir.clone(), Source::Flag("--data-dir"));
+        }
+        if data_dir.value.as_os_str().is_empty() {
+            return Err(Error::NoHomeDirectory);
+        }
+
+        // storage.profile
+        let mut profile = Setting::default(Profile::default());
+        if let Some(name) = &file.storage.profile {
+            let value = name.parse().map_err(|_| Error::InvalidConfigValue {
+                key: "storage.profile",
+                value: name.clone(),
+                expected: PROFILE_EXPECTED,
+            })?;
+            profile.set(value, from_file());
+        }
+        if let Some(name) = env(ENV_PROFILE) {
+            let value = name.parse().map_err(|_| Error::InvalidEnv {
+                var: ENV_PROFILE.into(),
+                value: name.clone(),
+                expected: PROFILE_EXPECTED,
+            })?;
+            profile.set(value, Source::Env(ENV_PROFILE));
+        }
+
+        // storage.budget
+        let mut budget = Setting::default(None);
+        if let Some(raw) = &file.storage.budget {
+            let value = match raw {
+                FileSize::Bytes(n) => *n,
+                FileSize::Text(text) => parse_size(text).ok_or(Error::InvalidConfigValue {
+                    key: "storage.budget",
+                    value: text.clone(),
+                    expected: SIZE_EXPECTED,
+                })?,
+            };
+            budget.set(Some(value), from_file());
+        }
+        if let Some(text) = env(ENV_STORAGE_BUDGET) {
+            let value = parse_size(&text).ok_or_else(|| Error::InvalidEnv {
+                var: ENV_STORAGE_BUDGET.into(),
+                value: text.clone(),
+                expected: SIZE_EXPECTED,
+            })?;
+            budget.set(Some(value), Source::Env(ENV_STORAGE_BUDGET));
+        }
+
+        let bool_setting = |file_value: Option<bool>, var: &'static str| -> Result<Setting<bool>> {
+            let mut setting = Setting::default(false);
+            if let Some(value) = file_value {
+                setting.set(value, from_file());
+            }
+            if let Some(text) = env(var) {
+                setting.set(parse_bool(var, &text)?, Source::Env(var));
+            }
+            Ok(setting)
+        };
+        let storage = StorageConfig {
+            profile,
+            budget,
+            force_local: bool_setting(file.storage.force_local, ENV_STORAGE_FORCE_LOCAL)?,
+            ipfs_kit_disable: bool_setting(file.storage.ipfs_kit_disable, ENV_IPFS_KIT_DISABLE)?,
+        };
+        let ci = bool_setting(None, ENV_CI)?;
+
+        Ok(Config { config_file, data_dir, storage, ci })
+    }
+
+    /// The config file that was read, if one was.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config_file.as_deref()
+    }
+
+    /// Where the store and everything else this system keeps lives.
+    pub fn data_dir(&self) -> &Setting<PathBuf> {
+        &self.data_dir
+    }
+
+    /// Storage settings.
+    pub fn storage(&self) -> &StorageConfig {
+        &self.storage
+    }
+
+    /// Whether this process runs under CI (`CI` set to a true value).
+    pub fn ci(&self) -> &Setting<bool> {
+        &self.ci
+    }
+
+    /// Every setting with its value and source, in a stable order, for `config show`.
+    pub fn entries(&self) -> Vec<ConfigEntry> {
+        fn entry<T: serde::Serialize>(key: &'static str, s: &Setting<T>) -> ConfigEntry {
+            ConfigEntry {
+                key,
+                value: serde_json::to_value(&s.value).unwrap_or(serde_json::Value::Null),
+                source: s.source.to_string(),
+            }
+        }
+        let profile = Setting {
+            value: self.storage.profile.value.name(),
+            source: self.storage.profile.source.clone(),
+        };
+        vec![
+            entry("data_dir", &self.data_dir),
+            entry("storage.profile", &profile),
+            entry("storage.budget", &self.storage.budget),
+            entry("storage.force_local", &self.storage.force_local),
+            entry("storage.ipfs_kit_disable", &self.storage.ipfs_kit_disable),
+            entry("ci", &self.ci),
+        ]
+    }
+}
+
+const PROFILE_EXPECTED: &str = "unixfs-v1-2025, unixfs-v0-2015 (alias legacy-cid-v0) or kubo-cidv1";
+const SIZE_EXPECTED: &str = "a byte count such as 1048576, 500MB or 20GiB";
+const BOOL_EXPECTED: &str = "one of 1, true, yes, on, 0, false, no, off";
+
+/// The one truthiness parser for environment values.
+///
+/// Accepts `1 true yes on` and `0 false no off`, case-insensitively, surrounding whitespace
+/// ignored; anything else is an [`Error::InvalidEnv`] naming `var`.
+///
+/// ```
+/// use ipfs_accelerate_common::config::parse_bool;
+/// assert!(parse_bool("STORAGE_FORCE_LOCAL", "Yes").unwrap());
+/// assert!(!parse_bool("STORAGE_FORCE_LOCAL", "off").unwrap());
+/// assert!(parse_bool("STORAGE_FORCE_LOCAL", "maybe").is_err());
+/// ```
+pub fn parse_bool(var: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => {
+            Err(Error::InvalidEnv { var: var.into(), value: value.into(), expected: BOOL_EXPECTED })
+        }
+    }
+}
+
+/// Parses a byte size: a plain count, or a number with a unit (`B`, `KB`/`MB`/`GB`/`TB` in
+/// powers of 1000, `KiB`/`MiB`/`GiB`/`TiB` in powers of 1024; case-insensitive).
+///
+/// ```
+/// use ipfs_accelerate_common::config::parse_size;
+/// assert_eq!(parse_size("20GiB"), Some(20 << 30));
+/// assert_eq!(parse_size("1.5 MB"), Some(1_500_000));
+/// assert_eq!(parse_size("lots"), None);
+/// ```
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        "tb" | "t" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    if let Ok(n) = number.parse::<u64>() {
+        return n.checked_mul(multiplier);
+    }
+    let n: f64 = number.parse().ok()?;
+    let bytes = n * multiplier as f64;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    storage: FileStorage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    profile: Option<String>,
+    budget: Option<FileSize>,
+    force_local: Option<bool>,
+    ipfs_kit_disable: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl FileConfig {
+    /// Reads and parses `path`; a missing file is `None` unless `required`.
+    fn read(path: &Path, required: bool) -> Result<Option<FileConfig>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+            Err(e) => return Err(Error::io("read config file", path, e)),
+        };
+        toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::ConfigFile { path: path.to_path_buf(), message: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)], options: LoadOptions) -> Result<Config> {
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load_with_env(&options, |name| vars.get(name).cloned())
+    }
+
+    /// An empty config file, so a developer's own `~/.config` cannot change the outcome.
+    fn no_file() -> LoadOptions {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let (_, path) = file.keep().unwrap();
+        LoadOptions { config_file: Some(path), data_dir: None }
+    }
+
+    #[test]
+    fn truthiness_accepts_the_documented_words_only() {
+        for yes in ["1", "true", "TRUE", "yes", "On", " on "] {
+            assert!(parse_bool("X", yes).unwrap(), "{yes}");
+        }
+        for no in ["0", "false", "No", "off"] {
+            assert!(!parse_bool("X", no).unwrap(), "{no}");
+        }
+        for bad in ["maybe", "2", "y", "enabled", ""] {
+            let err = parse_bool("STORAGE_FORCE_LOCAL", bad).unwrap_err();
+            assert!(err.to_string().contains("STORAGE_FORCE_LOCAL"), "{err}");
+        }
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        let cases = [
+            ("0", Some(0)),
+            ("1048576", Some(1 << 20)),
+            ("1KiB", Some(1024)),
+            ("1 kb", Some(1000)),
+            ("20GiB", Some(20 << 30)),
+            ("0.5GiB", Some(1 << 29)),
+            ("-1", None),
+            ("12XB", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_size(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_file_and_flag_overrides_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"store\"\n[storage]\nbudget = \"1GiB\"\nforce_local = true\n",
+        )
+        .unwrap();
+        let options = LoadOptions { config_file: Some(file.clone()), data_dir: None };
+        let config = load(&[("STORAGE_FORCE_LOCAL", "no")], options.clone()).unwrap();
+        assert_eq!(config.data_dir().value, dir.path().join("store"));
+        assert_eq!(config.data_dir().source, Source::File(file.clone()));
+        assert_eq!(config.storage().budget.value, Some(1 << 30));
+        assert!(!config.storage().force_local.value);
+        assert_eq!(config.storage().force_local.source, Source::Env("STORAGE_FORCE_LOCAL"));
+
+        let with_flag = LoadOptions { data_dir: Some("/flag".into()), ..options };
+        let config = load(&[("IPFS_ACCELERATE_DATA_DIR", "/env")], with_flag).unwrap();
+        assert_eq!(config.data_dir().value, PathBuf::from("/flag"));
+        assert_eq!(config.data_dir().source, Source::Flag("--data-dir"));
+    }
+
+    #[test]
+    fn legacy_cache_dir_is_used_only_when_data_dir_is_unset() {
+        let config = load(&[("IPFS_ACCELERATE_CACHE_DIR", "/legacy")], no_file()).unwrap();
+        assert_eq!(config.data_dir().source, Source::Env(ENV_LEGACY_CACHE_DIR));
+        let config = load(
+            &[("IPFS_ACCELERATE_CACHE_DIR", "/legacy"), ("IPFS_ACCELERATE_DATA_DIR", "/new")],
+            no_file(),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir().value, PathBuf::from("/new"));
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable_or_key() {
+        let err = load(&[("STORAGE_FORCE_LOCAL", "maybe")], no_file()).unwrap_err();
+        assert!(matches!(&err, Error::InvalidEnv { var, .. } if var == "STORAGE_FORCE_LOCAL"));
+        let err = load(&[("IPFS_ACCELERATE_PROFILE", "v2")], no_file()).unwrap_err();
+        assert!(err.to_string().contains("IPFS_ACCELERATE_PROFILE"), "{err}");
+        let err = load(&[("CI", "sometimes")], no_file()).unwrap_err();
+        assert!(err.to_string().contains("CI="), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "[storage]\nbudgett = 3\n").unwrap();
+        let options = LoadOptions { config_file: Some(file.clone()), data_dir: None };
+        let err = load(&[], options).unwrap_err();
+        assert!(
+            matches!(&err, Error::ConfigFile { path, message } if path == &file && message.contains("budgett")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_explicit_config_file_must_exist() {
+        let options =
+            LoadOptions { config_file: Some("/nonexistent/c.toml".into()), data_dir: None };
+        assert!(matches!(load(&[], options), Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn empty_env_values_count_as_unset() {
+        let config = load(&[("CI", ""), ("STORAGE_FORCE_LOCAL", "")], no_file()).unwrap();
+        assert_eq!(config.ci().source, Source::Default);
+    }
+}
