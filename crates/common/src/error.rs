@@ -35,6 +35,104 @@ pub enum Error {
     /// No home directory could be determined for the default paths, and none was configured.
     #[error("cannot determine a home directory for default paths; set --data-dir or IPFS_ACCELERATE_DATA_DIR")]
     NoHomeDirectory,
+    /// The input is not a CID.
+    #[error("{input:?} is not a CID: {reason}")]
+    InvalidCid {
+        /// What was given.
+        input: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// The input is one of the Python original's fake ids (`bafy` + hex), not a CID.
+    #[error("{input:?} is a legacy non-CID id from ipfs_accelerate_py (\"bafy\" + hex digest); it names nothing in IPFS: re-add the content to get its CID")]
+    LegacyFakeCid {
+        /// What was given.
+        input: String,
+    },
+    /// A well-formed CID with a codec or hash this store does not serve.
+    #[error("unsupported CID {cid}: {reason}")]
+    UnsupportedCid {
+        /// The CID.
+        cid: String,
+        /// What is unsupported.
+        reason: String,
+    },
+    /// Bytes did not hash to the CID they were stored or fetched under. Never returned as data.
+    #[error("block {cid} is corrupt: its bytes hash to {actual}")]
+    Corrupt {
+        /// The block's CID.
+        cid: String,
+        /// The CID the bytes actually have.
+        actual: String,
+    },
+    /// A block is not in the store.
+    #[error("block {cid} is not in the store")]
+    NotFound {
+        /// The missing block's CID.
+        cid: String,
+    },
+    /// A block's bytes are not a valid node of its codec (e.g. malformed dag-pb or UnixFS).
+    #[error("block {cid} is not valid {format}: {reason}")]
+    MalformedBlock {
+        /// The block's CID.
+        cid: String,
+        /// The format it should be in.
+        format: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A CAR file is malformed or truncated.
+    #[error("CAR file is invalid: {reason}")]
+    InvalidCar {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A name update lost a compare-and-swap race or named a wrong expected value.
+    #[error("name {namespace}/{name} is {actual}, not {expected} as the update required")]
+    NameConflict {
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+        /// What the caller expected.
+        expected: String,
+        /// What it is.
+        actual: String,
+    },
+    /// A name is not set.
+    #[error("name {namespace}/{name} is not set")]
+    NameNotFound {
+        /// The namespace.
+        namespace: String,
+        /// The name.
+        name: String,
+    },
+    /// A namespace or name that cannot be stored (empty, too long, control characters).
+    #[error("invalid name {input:?}: {reason}")]
+    InvalidName {
+        /// What was given.
+        input: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A content is not pinned (for `unpin`).
+    #[error("{cid} is not pinned")]
+    NotPinned {
+        /// The CID.
+        cid: String,
+    },
+    /// The metadata database failed.
+    #[error("store database {path}: {source}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A blocking task was cancelled or panicked.
+    #[error("internal task failed: {0}")]
+    Task(String),
     /// A filesystem operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -56,6 +154,19 @@ impl Error {
             Error::InvalidConfigValue { .. } => "invalid_config_value",
             Error::ConfigFile { .. } => "config_file",
             Error::NoHomeDirectory => "no_home_directory",
+            Error::InvalidCid { .. } => "invalid_cid",
+            Error::LegacyFakeCid { .. } => "legacy_fake_cid",
+            Error::UnsupportedCid { .. } => "unsupported_cid",
+            Error::Corrupt { .. } => "corrupt",
+            Error::NotFound { .. } => "not_found",
+            Error::MalformedBlock { .. } => "malformed_block",
+            Error::InvalidCar { .. } => "invalid_car",
+            Error::NameConflict { .. } => "name_conflict",
+            Error::NameNotFound { .. } => "name_not_found",
+            Error::InvalidName { .. } => "invalid_name",
+            Error::NotPinned { .. } => "not_pinned",
+            Error::Database { .. } => "database",
+            Error::Task(_) => "task",
             Error::Io { .. } => "io",
         }
     }
