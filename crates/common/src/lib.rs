@@ -23,6 +23,7 @@
 pub mod cid;
 pub mod config;
 mod error;
+pub mod store;
 pub mod unixfs;
 
 pub use error::{Error, Result};

@@ -1,5 +1,8 @@
 //! Known answers: the root CIDs Kubo's `ipfs add` gives for the fixture bytes and profiles.
 
+// Tests of the storage crate inspect and damage its files on purpose; a test's unwrap is its assertion.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::io::Read;

@@ -50,7 +50,8 @@ pub fn file_size(source: &dyn BlockSource, root: &Cid) -> Result<u64> {
 }
 
 /// Emits the part of the node at `cid` (whose content starts at file offset `start`) that lies
-/// in `[from, to)`; returns the node's content length.
+/// in `[from, to)`; returns the content length the node declares, which its parent checks
+/// against its own `blocksizes` entry.
 fn visit(
     source: &dyn BlockSource,
     cid: &Cid,
@@ -87,6 +88,7 @@ fn visit(
             ),
         });
     }
+    let declared = own.len() as u64 + unixfs.blocksizes.iter().sum::<u64>();
     for (link, &size) in node.links.iter().zip(&unixfs.blocksizes) {
         let child_end = child_start.saturating_add(size);
         if child_start >= to {
@@ -107,7 +109,7 @@ fn visit(
         }
         child_start = child_end;
     }
-    Ok(child_start - start)
+    Ok(declared)
 }
 
 fn decode_file_node(cid: &Cid, bytes: &[u8]) -> Result<(PbNode, UnixfsData)> {

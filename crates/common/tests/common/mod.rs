@@ -1,5 +1,5 @@
 //! Helpers shared by the storage crate's integration tests.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::io::Read;
 

@@ -1,0 +1,483 @@
+//! The embedded content-addressed store: the default, with no daemon.
+//!
+//! [`Store`] is the async API every other crate persists through. Blocking work (hashing,
+//! file I/O, SQLite, fsync) runs on tokio's blocking pool, never on the reactor.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use ipfs_accelerate_common::store::{AddOptions, Store, StoreOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path(), StoreOptions::default()).await?;
+//! let added = store.add_bytes(b"hello world".to_vec(), AddOptions { pin: true, ..AddOptions::default() }).await?;
+//! assert_eq!(added.root.to_string(), "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e");
+//! assert_eq!(store.cat_bytes(&added.root).await?, b"hello world");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod car;
+mod engine;
+mod flatfs;
+mod gc;
+mod names;
+
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::pin::Pin as StdPin;
+use std::sync::Arc;
+
+use cid::Cid;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+pub use car::CarImport;
+use engine::Engine;
+pub use engine::{TempPin, INLINE_MAX};
+pub use gc::{DagStat, GcReport, Pin, PinMode, Usage, VerifyReport};
+pub use names::{validate as validate_name, Expect, NameEntry, NameHistoryEntry};
+
+use crate::cid::Block;
+use crate::config::Config;
+use crate::unixfs::{self, BlockSource, Profile};
+use crate::{Error, Result};
+
+/// Blocks are written in batches of at most this many bytes (one durable flush each).
+const BATCH_BYTES: usize = 64 << 20;
+/// … or this many blocks.
+const BATCH_BLOCKS: usize = 1024;
+
+/// Options for opening a store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Size budget in bytes: after each add, least-recently-used unpinned, unnamed content is
+    /// evicted until the store fits. `None`: unbounded.
+    pub budget: Option<u64>,
+}
+
+/// Called with the number of input bytes consumed so far.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Options for [`Store::add_path`] and friends.
+#[derive(Clone, Default)]
+pub struct AddOptions {
+    /// The UnixFS profile (decides the CID).
+    pub profile: Profile,
+    /// Pin the result recursively (atomically with the end of the add).
+    pub pin: bool,
+    /// Progress callback.
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for AddOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddOptions")
+            .field("profile", &self.profile)
+            .field("pin", &self.pin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an add stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Added {
+    /// The root CID.
+    #[serde(serialize_with = "crate::store::serialize_cid")]
+    pub root: Cid,
+    /// Bytes of content.
+    pub size: u64,
+    /// Blocks in the DAG (duplicates counted).
+    pub blocks: u64,
+    /// Bytes newly written (content already present costs nothing).
+    pub bytes_new: u64,
+}
+
+/// A byte range of a file: `offset` and an optional `length` (to the end when `None`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Range {
+    /// First byte.
+    pub offset: u64,
+    /// Number of bytes, or to the end.
+    pub length: Option<u64>,
+}
+
+/// What [`Store::stat`] reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stat {
+    /// The CID asked about.
+    pub cid: String,
+    /// File size in bytes, when the root is present and is a file.
+    pub size: Option<u64>,
+    /// The DAG's local presence, pin and names.
+    #[serde(flatten)]
+    pub dag: DagStat,
+}
+
+/// Where the store is and how full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// The store's directory.
+    pub root: PathBuf,
+    /// The budget for unpinned content, if any.
+    pub budget: Option<u64>,
+    /// Totals.
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+/// What a repair did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RepairReport {
+    /// The verify pass before repair.
+    pub found: VerifyReport,
+    /// Blocks replaced with verified copies.
+    pub repaired: Vec<String>,
+    /// Blocks no source could provide (with the reason).
+    pub unrepaired: Vec<(String, String)>,
+}
+
+/// A place a block can be fetched from to repair a local copy: another tier, a peer, another
+/// store. Implementations return verified blocks.
+pub trait BlockFetcher: Send + Sync {
+    /// A short description for reports ("kubo at 127.0.0.1:5001", "store /srv/b").
+    fn describe(&self) -> String;
+    /// The verified block for `cid`.
+    fn fetch<'a>(
+        &'a self,
+        cid: &'a Cid,
+    ) -> StdPin<Box<dyn Future<Output = Result<Block>> + Send + 'a>>;
+}
+
+/// The embedded store. Cheap to clone; every clone shares one open store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    engine: Arc<Engine>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. Several processes may open one store.
+    pub async fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let engine = blocking(move || Engine::open(&dir, options.budget)).await?;
+        Ok(Store { engine: Arc::new(engine) })
+    }
+
+    /// Opens the store the configuration names: `<data_dir>/store`, with its budget.
+    pub async fn open_config(config: &Config) -> Result<Store> {
+        let options = StoreOptions { budget: config.storage().budget.value };
+        Store::open(config.data_dir().value.join("store"), options).await
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        self.engine.root()
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let engine = Arc::clone(&self.engine);
+        blocking(move || f(&engine)).await
+    }
+
+    /// Adds the file at `path` as UnixFS.
+    pub async fn add_path(&self, path: impl AsRef<Path>, options: AddOptions) -> Result<Added> {
+        let path = path.as_ref().to_path_buf();
+        self.run(move |engine| {
+            let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            add(engine, file, &options)
+        })
+        .await
+    }
+
+    /// Adds everything `reader` yields as UnixFS.
+    pub async fn add_reader<R: AsyncRead + Unpin + Send + 'static>(
+        &self,
+        reader: R,
+        options: AddOptions,
+    ) -> Result<Added> {
+        let reader = tokio_util::io::SyncIoBridge::new(reader);
+        self.run(move |engine| add(engine, reader, &options)).await
+    }
+
+    /// Adds `bytes` as UnixFS.
+    pub async fn add_bytes(&self, bytes: Vec<u8>, options: AddOptions) -> Result<Added> {
+        self.run(move |engine| add(engine, std::io::Cursor::new(bytes), &options)).await
+    }
+
+    /// Writes the verified bytes of file `cid` in `range` to `writer`; returns bytes written.
+    ///
+    /// Each block is checked against its CID before any of its bytes are written; a corrupt or
+    /// missing block ends the stream with an error naming it.
+    pub async fn cat_to<W: AsyncWrite + Unpin>(
+        &self,
+        cid: &Cid,
+        range: Range,
+        writer: &mut W,
+    ) -> Result<u64> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let cid = *cid;
+        let reader = self.run(move |engine| {
+            unixfs::read_range(&Source(engine), &cid, range.offset, range.length, &mut |bytes| {
+                // A closed channel means the writer side failed; its error is reported there.
+                tx.blocking_send(bytes.to_vec()).map_err(|_| Error::Task("output closed".into()))
+            })
+        });
+        let write = async {
+            let mut written = 0u64;
+            while let Some(chunk) = rx.recv().await {
+                writer.write_all(&chunk).await.map_err(|e| Error::io("write", "<output>", e))?;
+                written += chunk.len() as u64;
+            }
+            writer.flush().await.map_err(|e| Error::io("flush", "<output>", e))?;
+            Ok::<_, Error>(written)
+        };
+        let (read, written) = tokio::join!(reader, write);
+        // A failed write is the cause when both fail: it is what closed the reader's channel.
+        let written = written?;
+        read?;
+        Ok(written)
+    }
+
+    /// The whole verified content of file `cid`, in memory (for small values).
+    pub async fn cat_bytes(&self, cid: &Cid) -> Result<Vec<u8>> {
+        let cid = *cid;
+        self.run(move |engine| {
+            let mut out = Vec::new();
+            unixfs::read_range(&Source(engine), &cid, 0, None, &mut |bytes| {
+                out.extend_from_slice(bytes);
+                Ok(())
+            })?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Stores blocks (already verified by construction) with one durable commit; returns the
+    /// bytes that were new. The batch API for many small objects.
+    pub async fn put_blocks(&self, blocks: Vec<Block>) -> Result<u64> {
+        self.run(move |engine| engine.put_blocks(&blocks, None)).await
+    }
+
+    /// The verified block for `cid`.
+    pub async fn get_block(&self, cid: &Cid) -> Result<Block> {
+        let cid = *cid;
+        self.run(move |engine| engine.get(&cid)).await
+    }
+
+    /// Verified blocks for many CIDs in one trip to the blocking pool.
+    pub async fn get_blocks(&self, cids: Vec<Cid>) -> Result<Vec<Block>> {
+        self.run(move |engine| cids.iter().map(|cid| engine.get(cid)).collect()).await
+    }
+
+    /// Whether the block `cid` is stored.
+    pub async fn has(&self, cid: &Cid) -> Result<bool> {
+        let cid = *cid;
+        self.run(move |engine| engine.has(&cid)).await
+    }
+
+    /// Pins `cid` (a recursive pin needs the whole DAG present).
+    pub async fn pin(&self, cid: &Cid, mode: PinMode) -> Result<()> {
+        let cid = *cid;
+        self.run(move |engine| engine.pin(&cid, mode)).await
+    }
+
+    /// Removes the pin on `cid`.
+    pub async fn unpin(&self, cid: &Cid) -> Result<()> {
+        let cid = *cid;
+        self.run(move |engine| engine.unpin(&cid)).await
+    }
+
+    /// Every pinned root.
+    pub async fn pins(&self) -> Result<Vec<Pin>> {
+        self.run(Engine::pins).await
+    }
+
+    /// Removes everything not pinned, named or held by an in-flight write (in any process).
+    pub async fn gc(&self) -> Result<GcReport> {
+        self.run(Engine::gc).await
+    }
+
+    /// Size, presence, pin and names of `cid`.
+    pub async fn stat(&self, cid: &Cid) -> Result<Stat> {
+        let cid = *cid;
+        self.run(move |engine| {
+            let dag = engine.dag_stat(&cid)?;
+            let size = match unixfs::file_size(&Source(engine), &cid) {
+                Ok(size) => Some(size),
+                Err(Error::NotFound { .. } | Error::MalformedBlock { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            Ok(Stat { cid: cid.to_string(), size, dag })
+        })
+        .await
+    }
+
+    /// Where the store lives and how full it is.
+    pub async fn status(&self) -> Result<Status> {
+        self.run(|engine| {
+            Ok(Status {
+                root: engine.root().to_path_buf(),
+                budget: engine.budget(),
+                usage: engine.usage()?,
+            })
+        })
+        .await
+    }
+
+    /// Rehashes every block and reports the corrupt and missing ones.
+    pub async fn verify(&self) -> Result<VerifyReport> {
+        self.run(Engine::verify).await
+    }
+
+    /// Verifies, then replaces every corrupt or missing block with a verified copy from `source`.
+    pub async fn repair(&self, source: &dyn BlockFetcher) -> Result<RepairReport> {
+        let found = self.verify().await?;
+        let mut report = RepairReport { found: found.clone(), ..RepairReport::default() };
+        for text in found.corrupt.iter().chain(&found.missing) {
+            let cid = crate::cid::parse(text)?;
+            match source.fetch(&cid).await {
+                Ok(block) => {
+                    self.run(move |engine| engine.rewrite(&block)).await?;
+                    report.repaired.push(text.clone());
+                }
+                Err(e) => {
+                    report.unrepaired.push((text.clone(), format!("{}: {e}", source.describe())))
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Points `namespace/name` at `cid` if `expect` holds; returns the new version.
+    pub async fn name_set(
+        &self,
+        namespace: &str,
+        name: &str,
+        cid: &Cid,
+        expect: Expect,
+    ) -> Result<u64> {
+        let (namespace, name, cid) = (namespace.to_string(), name.to_string(), *cid);
+        self.run(move |engine| engine.name_set(&namespace, &name, &cid, expect)).await
+    }
+
+    /// The current value of `namespace/name`.
+    pub async fn name_get(&self, namespace: &str, name: &str) -> Result<NameEntry> {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        self.run(move |engine| engine.name_get(&namespace, &name)).await
+    }
+
+    /// Removes `namespace/name` if `expect` holds.
+    pub async fn name_remove(&self, namespace: &str, name: &str, expect: Expect) -> Result<()> {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        self.run(move |engine| engine.name_remove(&namespace, &name, expect)).await
+    }
+
+    /// Names in one namespace, or in all.
+    pub async fn name_list(&self, namespace: Option<&str>) -> Result<Vec<NameEntry>> {
+        let namespace = namespace.map(str::to_string);
+        self.run(move |engine| engine.name_list(namespace.as_deref())).await
+    }
+
+    /// Past values of `namespace/name`, newest first.
+    pub async fn name_history(&self, namespace: &str, name: &str) -> Result<Vec<NameHistoryEntry>> {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        self.run(move |engine| engine.name_history(&namespace, &name)).await
+    }
+}
+
+/// A store is a repair source for another store (and, later, for remote tiers).
+impl BlockFetcher for Store {
+    fn describe(&self) -> String {
+        format!("store {}", self.root().display())
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        cid: &'a Cid,
+    ) -> StdPin<Box<dyn Future<Output = Result<Block>> + Send + 'a>> {
+        Box::pin(self.get_block(cid))
+    }
+}
+
+struct Source<'a>(&'a Engine);
+
+impl BlockSource for Source<'_> {
+    fn block(&self, cid: &Cid) -> Result<Block> {
+        self.0.get(cid)
+    }
+}
+
+/// The add pipeline: chunk and hash on this thread, write in batches with one flush each,
+/// temp-pinned until the final pin (or release) commits.
+fn add(engine: &Engine, reader: impl Read, options: &AddOptions) -> Result<Added> {
+    let temp = engine.temp_pin();
+    let result = (|| {
+        let mut batch: Vec<Block> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let mut bytes_new = 0u64;
+        let reader = ProgressReader { inner: reader, read: 0, progress: options.progress.clone() };
+        let imported = unixfs::import(reader, options.profile, &mut |block| {
+            batch_bytes += block.data().len();
+            batch.push(block);
+            if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_BLOCKS {
+                bytes_new += engine.put_blocks(&batch, Some(temp))?;
+                batch.clear();
+                batch_bytes = 0;
+            }
+            Ok(())
+        })?;
+        bytes_new += engine.put_blocks(&batch, Some(temp))?;
+        if options.pin {
+            engine.write(|tx| engine.pin_in(tx, &imported.root, PinMode::Recursive))?;
+        }
+        // Evict older content while this add is still temp-pinned, so it never evicts itself.
+        let evicted = engine.enforce_budget()?;
+        if evicted.blocks_removed > 0 {
+            tracing::info!(
+                blocks = evicted.blocks_removed,
+                bytes = evicted.bytes_freed,
+                "evicted to stay within budget"
+            );
+        }
+        engine.release(temp)?;
+        Ok(Added { root: imported.root, size: imported.size, blocks: imported.blocks, bytes_new })
+    })();
+    if result.is_err() {
+        // The partial DAG becomes ordinary garbage; failing to say so only delays its GC.
+        if let Err(e) = engine.release(temp) {
+            tracing::warn!(error = %e, "could not release the temporary pin of a failed add");
+        }
+    }
+    result
+}
+
+struct ProgressReader<R> {
+    inner: R,
+    read: u64,
+    progress: Option<Progress>,
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if let Some(progress) = &self.progress {
+            progress(self.read);
+        }
+        Ok(n)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Task(e.to_string()))?
+}
+
+pub(crate) fn serialize_cid<S: serde::Serializer>(
+    cid: &Cid,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(cid)
+}
