@@ -1,4 +1,7 @@
-//! Shared helpers for the end-to-end tests in `tests/tests/`, which drive the built binary.
+//! Shared helpers for the end-to-end tests in `tests/tests/`, which drive the built binary, and
+//! for every crate's tests: Kubo's known answers ([`kubo`]).
+
+pub mod kubo;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ipfs_accelerate_common::store::Name;
 
 /// Content-addressed storage and ML inference on real IPFS CIDs.
 #[derive(Debug, Parser)]
@@ -37,6 +38,9 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The content-addressed store: add, read, pin, name, collect, verify, CAR in and out.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -51,4 +55,147 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Print every setting with its value and where it came from.
     Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCommand {
+    /// Add a file (or `-` for stdin) as UnixFS; prints its CID.
+    Add {
+        /// The file to add, or `-` for stdin.
+        path: PathBuf,
+        /// Import profile: unixfs-v1-2025, unixfs-v0-2015 (legacy-cid-v0) or kubo-cidv1
+        /// [default: storage.profile].
+        #[arg(long)]
+        profile: Option<String>,
+        /// Pin the content recursively.
+        #[arg(long)]
+        pin: bool,
+        /// Also point NAMESPACE/NAME at the content (protects it like a pin).
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        name: Option<Name>,
+        /// Print only the CID (like `ipfs add -Q`); no progress bar.
+        #[arg(short = 'Q', long)]
+        quieter: bool,
+    },
+    /// Compute the CID a file would get, storing nothing.
+    Cid {
+        /// The file, or `-` for stdin.
+        path: PathBuf,
+        /// Import profile [default: storage.profile].
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Write verified content to stdout.
+    Cat {
+        /// The CID.
+        cid: String,
+        /// First byte to write.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Number of bytes to write [default: to the end].
+        #[arg(long)]
+        length: Option<u64>,
+    },
+    /// Write verified content to a file (atomically).
+    Get {
+        /// The CID.
+        cid: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Pins: content GC never removes.
+    #[command(subcommand)]
+    Pin(PinCommand),
+    /// Mutable names: NAMESPACE/NAME → CID.
+    #[command(subcommand)]
+    Names(NamesCommand),
+    /// Remove everything not pinned, named or being written; report what was freed.
+    Gc,
+    /// Size, local presence, pin and names of a CID.
+    Stat {
+        /// The CID.
+        cid: String,
+    },
+    /// Pinned and named roots with their sizes.
+    Ls,
+    /// Rehash every stored block; exit 1 if any is corrupt or missing.
+    Verify,
+    /// Export a DAG as a CAR v1 file.
+    Export {
+        /// The root CID.
+        cid: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Import a CAR v1 file (or `-` for stdin), verifying every block.
+    Import {
+        /// The CAR file, or `-` for stdin.
+        path: PathBuf,
+        /// Do not pin the CAR's roots.
+        #[arg(long)]
+        no_pin: bool,
+    },
+    /// Where the store lives, its size, budget and block count.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PinCommand {
+    /// Pin a CID (recursively unless --direct).
+    Add {
+        /// The CID.
+        cid: String,
+        /// Pin the root block only.
+        #[arg(long)]
+        direct: bool,
+    },
+    /// Remove a pin.
+    Rm {
+        /// The CID.
+        cid: String,
+    },
+    /// List pins.
+    Ls,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamesCommand {
+    /// Point NAMESPACE/NAME at a CID.
+    Set {
+        /// NAMESPACE/NAME.
+        name: Name,
+        /// The CID (its content must be in the store).
+        cid: String,
+        /// Only if the name currently points at this CID (compare-and-swap).
+        #[arg(long, conflicts_with = "if_absent")]
+        if_cid: Option<String>,
+        /// Only if the name is not set.
+        #[arg(long)]
+        if_absent: bool,
+    },
+    /// Print the CID a name points at.
+    Get {
+        /// NAMESPACE/NAME.
+        name: Name,
+    },
+    /// Remove a name.
+    Rm {
+        /// NAMESPACE/NAME.
+        name: Name,
+        /// Only if the name currently points at this CID.
+        #[arg(long)]
+        if_cid: Option<String>,
+    },
+    /// List names, in one namespace or all.
+    Ls {
+        /// Only this namespace.
+        namespace: Option<String>,
+    },
+    /// Previous values of a name, newest first.
+    History {
+        /// NAMESPACE/NAME.
+        name: Name,
+    },
 }

@@ -3,12 +3,14 @@
 // Tests of the storage crate inspect and damage its files on purpose; a test's unwrap is its assertion.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod common;
+use tests::kubo as common;
 
 use std::io::Read;
 
 use ipfs_accelerate_common::cid::{parse, raw_cid, Block, Cid, RAW};
-use ipfs_accelerate_common::store::{AddOptions, Expect, PinMode, Range, Store, StoreOptions};
+use ipfs_accelerate_common::store::{
+    AddOptions, Expect, Name, PinMode, Range, Store, StoreOptions,
+};
 use ipfs_accelerate_common::unixfs::Profile;
 use ipfs_accelerate_common::Error;
 use proptest::prelude::*;
@@ -22,7 +24,11 @@ async fn open(dir: &tempfile::TempDir) -> Store {
 }
 
 fn pinned(profile: Profile) -> AddOptions {
-    AddOptions { profile, pin: true, progress: None }
+    AddOptions { profile, pin: true, ..AddOptions::default() }
+}
+
+fn name(text: &str) -> Name {
+    text.parse().unwrap()
 }
 
 fn seeded(seed: &str, len: usize) -> Vec<u8> {
@@ -181,7 +187,7 @@ fn gc_removes_only_what_is_not_pinned_or_named() {
         let big = |seed| seeded(seed, 2 * 1024 * 1024 + 5);
         let kept = store.add_bytes(big("kept"), pinned(Profile::UnixfsV1_2025)).await.unwrap();
         let named = store.add_bytes(big("named"), AddOptions::default()).await.unwrap();
-        store.name_set("models", "current", &named.root, Expect::Absent).await.unwrap();
+        store.name_set(&name("models/current"), &named.root, Expect::Absent).await.unwrap();
         let direct = store.add_bytes(b"direct".to_vec(), AddOptions::default()).await.unwrap();
         store.pin(&direct.root, PinMode::Direct).await.unwrap();
         let loose = store.add_bytes(big("loose"), AddOptions::default()).await.unwrap();
@@ -204,7 +210,7 @@ fn gc_removes_only_what_is_not_pinned_or_named() {
 
         // Unpin and unname: now everything goes.
         store.unpin(&kept.root).await.unwrap();
-        store.name_remove("models", "current", Expect::Cid(named.root)).await.unwrap();
+        store.name_remove(&name("models/current"), Expect::Cid(named.root)).await.unwrap();
         store.unpin(&direct.root).await.unwrap();
         store.gc().await.unwrap();
         assert_eq!(store.status().await.unwrap().usage.blocks, 0);
@@ -246,19 +252,19 @@ fn names_compare_and_swap_and_keep_history() {
         let a = store.add_bytes(b"a".to_vec(), AddOptions::default()).await.unwrap().root;
         let b = store.add_bytes(b"b".to_vec(), AddOptions::default()).await.unwrap().root;
 
-        assert_eq!(store.name_set("ns", "n", &a, Expect::Absent).await.unwrap(), 1);
-        let err = store.name_set("ns", "n", &b, Expect::Absent).await.unwrap_err();
+        assert_eq!(store.name_set(&name("ns/n"), &a, Expect::Absent).await.unwrap(), 1);
+        let err = store.name_set(&name("ns/n"), &b, Expect::Absent).await.unwrap_err();
         assert!(matches!(err, Error::NameConflict { .. }), "{err}");
-        let err = store.name_set("ns", "n", &b, Expect::Cid(b)).await.unwrap_err();
+        let err = store.name_set(&name("ns/n"), &b, Expect::Cid(b)).await.unwrap_err();
         assert!(matches!(err, Error::NameConflict { .. }), "{err}");
-        assert_eq!(store.name_set("ns", "n", &b, Expect::Cid(a)).await.unwrap(), 2);
-        assert_eq!(store.name_get("ns", "n").await.unwrap().cid, b.to_string());
-        store.name_remove("ns", "n", Expect::Any).await.unwrap();
-        assert!(matches!(store.name_get("ns", "n").await, Err(Error::NameNotFound { .. })));
-        assert_eq!(store.name_set("ns", "n", &a, Expect::Absent).await.unwrap(), 4);
+        assert_eq!(store.name_set(&name("ns/n"), &b, Expect::Cid(a)).await.unwrap(), 2);
+        assert_eq!(store.name_get(&name("ns/n")).await.unwrap().cid, b.to_string());
+        store.name_remove(&name("ns/n"), Expect::Any).await.unwrap();
+        assert!(matches!(store.name_get(&name("ns/n")).await, Err(Error::NameNotFound { .. })));
+        assert_eq!(store.name_set(&name("ns/n"), &a, Expect::Absent).await.unwrap(), 4);
 
         let history: Vec<_> =
-            store.name_history("ns", "n").await.unwrap().into_iter().map(|h| h.cid).collect();
+            store.name_history(&name("ns/n")).await.unwrap().into_iter().map(|h| h.cid).collect();
         assert_eq!(
             history,
             vec![Some(a.to_string()), None, Some(b.to_string()), Some(a.to_string())]
@@ -266,12 +272,14 @@ fn names_compare_and_swap_and_keep_history() {
         assert_eq!(store.name_list(Some("ns")).await.unwrap().len(), 1);
         assert!(store.name_list(Some("other")).await.unwrap().is_empty());
 
-        for bad in ["", "a/b", "tab\there", &"x".repeat(256)] {
-            let err = store.name_set(bad, "n", &a, Expect::Any).await.unwrap_err();
+        for bad in ["", "a", "/n", "ns/", "a/b/c", "tab\there/n", &format!("{}/n", "x".repeat(256))]
+        {
+            let err = bad.parse::<Name>().unwrap_err();
             assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
         }
         // A name must point at content that is here.
-        let err = store.name_set("ns", "ghost", &raw_cid(b"ghost"), Expect::Any).await.unwrap_err();
+        let err =
+            store.name_set(&name("ns/ghost"), &raw_cid(b"ghost"), Expect::Any).await.unwrap_err();
         assert!(matches!(err, Error::NotFound { .. }), "{err}");
     });
 }

@@ -3,7 +3,7 @@
 // Tests of the storage crate inspect and damage its files on purpose; a test's unwrap is its assertion.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod common;
+use tests::kubo as common;
 
 use std::io::Read;
 
@@ -20,7 +20,7 @@ fn the_generator_matches_the_fixture_check() {
 
 #[test]
 fn every_kubo_vector_gives_kubo_root_cid() {
-    for vector in common::kubo_vectors() {
+    for vector in common::vectors() {
         let profile: Profile = vector.profile.parse().unwrap();
         let mut max_block = 0;
         let imported = import(vector.reader(), profile, &mut |b| {

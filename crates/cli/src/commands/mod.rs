@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
 mod config;
+mod storage;
 
 use clap::CommandFactory;
 use ipfs_accelerate_common::config::{Config, LoadOptions};
@@ -11,12 +12,20 @@ use crate::output::Output;
 pub fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
     match cli.command {
         Command::Config(command) => config::run(command, &load_config(&cli.global)?, out),
+        Command::Storage(command) => {
+            let config = load_config(&cli.global)?;
+            runtime()?.block_on(storage::run(command, &config, cli.global.quiet > 0, out))
+        }
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "ipfs-accelerate", &mut std::io::stdout());
             Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {

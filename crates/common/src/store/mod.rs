@@ -36,7 +36,7 @@ pub use car::CarImport;
 use engine::Engine;
 pub use engine::{TempPin, INLINE_MAX};
 pub use gc::{DagStat, GcReport, Pin, PinMode, Usage, VerifyReport};
-pub use names::{validate as validate_name, Expect, NameEntry, NameHistoryEntry};
+pub use names::{Expect, Name, NameEntry, NameHistoryEntry};
 
 use crate::cid::Block;
 use crate::config::Config;
@@ -56,8 +56,8 @@ pub struct StoreOptions {
     pub budget: Option<u64>,
 }
 
-/// Called with the number of input bytes consumed so far.
-pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+/// Called with the input bytes consumed so far and the total when it is known (files).
+pub type Progress = Arc<dyn Fn(u64, Option<u64>) + Send + Sync>;
 
 /// Options for [`Store::add_path`] and friends.
 #[derive(Clone, Default)]
@@ -66,6 +66,8 @@ pub struct AddOptions {
     pub profile: Profile,
     /// Pin the result recursively (atomically with the end of the add).
     pub pin: bool,
+    /// Point this name at the result (atomically with the end of the add).
+    pub name: Option<Name>,
     /// Progress callback.
     pub progress: Option<Progress>,
 }
@@ -187,7 +189,8 @@ impl Store {
         let path = path.as_ref().to_path_buf();
         self.run(move |engine| {
             let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-            add(engine, file, &options)
+            let total = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+            add(engine, file, Some(total), &options)
         })
         .await
     }
@@ -199,12 +202,14 @@ impl Store {
         options: AddOptions,
     ) -> Result<Added> {
         let reader = tokio_util::io::SyncIoBridge::new(reader);
-        self.run(move |engine| add(engine, reader, &options)).await
+        self.run(move |engine| add(engine, reader, None, &options)).await
     }
 
     /// Adds `bytes` as UnixFS.
     pub async fn add_bytes(&self, bytes: Vec<u8>, options: AddOptions) -> Result<Added> {
-        self.run(move |engine| add(engine, std::io::Cursor::new(bytes), &options)).await
+        let total = bytes.len() as u64;
+        self.run(move |engine| add(engine, std::io::Cursor::new(bytes), Some(total), &options))
+            .await
     }
 
     /// Writes the verified bytes of file `cid` in `range` to `writer`; returns bytes written.
@@ -239,6 +244,42 @@ impl Store {
         let written = written?;
         read?;
         Ok(written)
+    }
+
+    /// Writes the verified content of file `cid` to `path` atomically: a temp file beside it,
+    /// fsync, rename. On any error (a corrupt block included) `path` is left as it was.
+    pub async fn get_to_path(
+        &self,
+        cid: &Cid,
+        range: Range,
+        path: impl AsRef<Path>,
+    ) -> Result<u64> {
+        let cid = *cid;
+        write_atomically(path.as_ref(), |file| async move {
+            let mut file = file;
+            let n = self.cat_to(&cid, range, &mut file).await?;
+            Ok((file, n))
+        })
+        .await
+    }
+
+    /// Writes the DAG under `root` as a CAR v1 file at `path`, atomically; returns blocks.
+    pub async fn export_car_to_path(&self, root: &Cid, path: impl AsRef<Path>) -> Result<u64> {
+        let root = *root;
+        write_atomically(path.as_ref(), |file| async move {
+            let mut writer = tokio::io::BufWriter::new(file);
+            let n = self.export_car(&root, &mut writer).await?;
+            writer.flush().await.map_err(|e| Error::io("flush", "<car>", e))?;
+            Ok((writer.into_inner(), n))
+        })
+        .await
+    }
+
+    /// Imports the CAR v1 file at `path` (see [`Store::import_car`]).
+    pub async fn import_car_path(&self, path: impl AsRef<Path>, pin: bool) -> Result<CarImport> {
+        let path = path.as_ref();
+        let file = tokio::fs::File::open(path).await.map_err(|e| Error::io("open", path, e))?;
+        self.import_car(tokio::io::BufReader::with_capacity(1 << 20, file), pin).await
     }
 
     /// The whole verified content of file `cid`, in memory (for small values).
@@ -351,28 +392,23 @@ impl Store {
         Ok(report)
     }
 
-    /// Points `namespace/name` at `cid` if `expect` holds; returns the new version.
-    pub async fn name_set(
-        &self,
-        namespace: &str,
-        name: &str,
-        cid: &Cid,
-        expect: Expect,
-    ) -> Result<u64> {
-        let (namespace, name, cid) = (namespace.to_string(), name.to_string(), *cid);
-        self.run(move |engine| engine.name_set(&namespace, &name, &cid, expect)).await
+    /// Points `name` at `cid` if `expect` holds; returns the new version. The content must be
+    /// complete in the store; named content is protected from GC.
+    pub async fn name_set(&self, name: &Name, cid: &Cid, expect: Expect) -> Result<u64> {
+        let (name, cid) = (name.clone(), *cid);
+        self.run(move |engine| engine.name_set(&name, &cid, expect)).await
     }
 
-    /// The current value of `namespace/name`.
-    pub async fn name_get(&self, namespace: &str, name: &str) -> Result<NameEntry> {
-        let (namespace, name) = (namespace.to_string(), name.to_string());
-        self.run(move |engine| engine.name_get(&namespace, &name)).await
+    /// The current value of `name`.
+    pub async fn name_get(&self, name: &Name) -> Result<NameEntry> {
+        let name = name.clone();
+        self.run(move |engine| engine.name_get(&name)).await
     }
 
-    /// Removes `namespace/name` if `expect` holds.
-    pub async fn name_remove(&self, namespace: &str, name: &str, expect: Expect) -> Result<()> {
-        let (namespace, name) = (namespace.to_string(), name.to_string());
-        self.run(move |engine| engine.name_remove(&namespace, &name, expect)).await
+    /// Removes `name` if `expect` holds.
+    pub async fn name_remove(&self, name: &Name, expect: Expect) -> Result<()> {
+        let name = name.clone();
+        self.run(move |engine| engine.name_remove(&name, expect)).await
     }
 
     /// Names in one namespace, or in all.
@@ -381,10 +417,10 @@ impl Store {
         self.run(move |engine| engine.name_list(namespace.as_deref())).await
     }
 
-    /// Past values of `namespace/name`, newest first.
-    pub async fn name_history(&self, namespace: &str, name: &str) -> Result<Vec<NameHistoryEntry>> {
-        let (namespace, name) = (namespace.to_string(), name.to_string());
-        self.run(move |engine| engine.name_history(&namespace, &name)).await
+    /// Past values of `name`, newest first.
+    pub async fn name_history(&self, name: &Name) -> Result<Vec<NameHistoryEntry>> {
+        let name = name.clone();
+        self.run(move |engine| engine.name_history(&name)).await
     }
 }
 
@@ -412,13 +448,19 @@ impl BlockSource for Source<'_> {
 
 /// The add pipeline: chunk and hash on this thread, write in batches with one flush each,
 /// temp-pinned until the final pin (or release) commits.
-fn add(engine: &Engine, reader: impl Read, options: &AddOptions) -> Result<Added> {
+fn add(
+    engine: &Engine,
+    reader: impl Read,
+    total: Option<u64>,
+    options: &AddOptions,
+) -> Result<Added> {
     let temp = engine.temp_pin();
     let result = (|| {
         let mut batch: Vec<Block> = Vec::new();
         let mut batch_bytes = 0usize;
         let mut bytes_new = 0u64;
-        let reader = ProgressReader { inner: reader, read: 0, progress: options.progress.clone() };
+        let reader =
+            ProgressReader { inner: reader, read: 0, total, progress: options.progress.clone() };
         let imported = unixfs::import(reader, options.profile, &mut |block| {
             batch_bytes += block.data().len();
             batch.push(block);
@@ -430,8 +472,16 @@ fn add(engine: &Engine, reader: impl Read, options: &AddOptions) -> Result<Added
             Ok(())
         })?;
         bytes_new += engine.put_blocks(&batch, Some(temp))?;
-        if options.pin {
-            engine.write(|tx| engine.pin_in(tx, &imported.root, PinMode::Recursive))?;
+        if options.pin || options.name.is_some() {
+            engine.write(|tx| {
+                if options.pin {
+                    engine.pin_in(tx, &imported.root, PinMode::Recursive)?;
+                }
+                if let Some(name) = &options.name {
+                    engine.name_set_in(tx, name, &imported.root, Expect::Any)?;
+                }
+                Ok(())
+            })?;
         }
         // Evict older content while this add is still temp-pinned, so it never evicts itself.
         let evicted = engine.enforce_budget()?;
@@ -457,6 +507,7 @@ fn add(engine: &Engine, reader: impl Read, options: &AddOptions) -> Result<Added
 struct ProgressReader<R> {
     inner: R,
     read: u64,
+    total: Option<u64>,
     progress: Option<Progress>,
 }
 
@@ -465,10 +516,38 @@ impl<R: Read> Read for ProgressReader<R> {
         let n = self.inner.read(buf)?;
         self.read += n as u64;
         if let Some(progress) = &self.progress {
-            progress(self.read);
+            progress(self.read, self.total);
         }
         Ok(n)
     }
+}
+
+/// Runs `write` on a temp file beside `path`, then fsyncs and renames it over `path`; the temp
+/// file is removed on failure.
+async fn write_atomically<T, F, Fut>(path: &Path, write: F) -> Result<T>
+where
+    F: FnOnce(tokio::fs::File) -> Fut,
+    Fut: Future<Output = Result<(tokio::fs::File, T)>>,
+{
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name =
+        path.file_name().map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let file = tokio::fs::File::create(&temp).await.map_err(|e| Error::io("create", &temp, e))?;
+    let result = async {
+        let (file, value) = write(file).await?;
+        file.sync_all().await.map_err(|e| Error::io("fsync", &temp, e))?;
+        tokio::fs::rename(&temp, path).await.map_err(|e| Error::io("rename", path, e))?;
+        Ok(value)
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    result
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

@@ -46,6 +46,51 @@ pub struct NameHistoryEntry {
     pub at: i64,
 }
 
+/// A validated `namespace/name`: each part 1–255 bytes, no control characters, no `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Name {
+    namespace: String,
+    name: String,
+}
+
+impl Name {
+    /// Checks both parts.
+    pub fn new(namespace: &str, name: &str) -> Result<Name> {
+        validate(namespace)?;
+        validate(name)?;
+        Ok(Name { namespace: namespace.to_string(), name: name.to_string() })
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The name within the namespace.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::str::FromStr for Name {
+    type Err = Error;
+
+    /// Parses `namespace/name`.
+    fn from_str(s: &str) -> Result<Name> {
+        let (namespace, name) = s.split_once('/').ok_or_else(|| Error::InvalidName {
+            input: s.to_string(),
+            reason: "expected NAMESPACE/NAME",
+        })?;
+        Name::new(namespace, name)
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 const MAX_LEN: usize = 255;
 
 /// Checks a namespace or name: 1–255 bytes, no control characters, no `/` (the separator
@@ -68,10 +113,20 @@ pub fn validate(input: &str) -> Result<()> {
 impl Engine {
     /// Points `namespace/name` at `cid` if `expect` holds; returns the new version. The
     /// content must be complete in the store (as for a recursive pin).
-    pub fn name_set(&self, namespace: &str, name: &str, cid: &Cid, expect: Expect) -> Result<u64> {
-        validate(namespace)?;
-        validate(name)?;
-        self.write(|tx| {
+    pub fn name_set(&self, name: &Name, cid: &Cid, expect: Expect) -> Result<u64> {
+        self.write(|tx| self.name_set_in(tx, name, cid, expect))
+    }
+
+    /// [`Engine::name_set`] inside an existing transaction (used by add to name atomically).
+    pub(crate) fn name_set_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        name: &Name,
+        cid: &Cid,
+        expect: Expect,
+    ) -> Result<u64> {
+        let (namespace, name) = (name.namespace(), name.name());
+        {
             self.check_complete(tx, cid, PinMode::Recursive)?;
             let current = current(self, tx, namespace, name)?;
             check_expect(namespace, name, expect, current.as_deref())?;
@@ -86,13 +141,12 @@ impl Engine {
             .map_err(|e| self.db_err(e))?;
             history(self, tx, namespace, name, version, Some(&cid.to_string()), t)?;
             Ok(version)
-        })
+        }
     }
 
     /// The current value of `namespace/name`.
-    pub fn name_get(&self, namespace: &str, name: &str) -> Result<NameEntry> {
-        validate(namespace)?;
-        validate(name)?;
+    pub fn name_get(&self, name: &Name) -> Result<NameEntry> {
+        let (namespace, name) = (name.namespace(), name.name());
         self.read(|conn| {
             conn.prepare_cached(
                 "SELECT cid, version, updated FROM names WHERE namespace = ?1 AND name = ?2",
@@ -118,9 +172,8 @@ impl Engine {
     }
 
     /// Removes `namespace/name` if `expect` holds; its content loses this protection.
-    pub fn name_remove(&self, namespace: &str, name: &str, expect: Expect) -> Result<()> {
-        validate(namespace)?;
-        validate(name)?;
+    pub fn name_remove(&self, name: &Name, expect: Expect) -> Result<()> {
+        let (namespace, name) = (name.namespace(), name.name());
         self.write(|tx| {
             let Some(cid) = current(self, tx, namespace, name)? else {
                 return Err(Error::NameNotFound {
@@ -166,9 +219,8 @@ impl Engine {
     }
 
     /// Past and present values of `namespace/name`, newest first.
-    pub fn name_history(&self, namespace: &str, name: &str) -> Result<Vec<NameHistoryEntry>> {
-        validate(namespace)?;
-        validate(name)?;
+    pub fn name_history(&self, name: &Name) -> Result<Vec<NameHistoryEntry>> {
+        let (namespace, name) = (name.namespace(), name.name());
         self.read(|conn| {
             conn.prepare_cached("SELECT version, cid, at FROM name_history WHERE namespace = ?1 AND name = ?2 ORDER BY version DESC")
                 .and_then(|mut s| {

@@ -183,6 +183,12 @@ pub fn import(
     }
 }
 
+/// Imports the file at `path` without storing anything: its CID under `profile`.
+pub fn import_path(path: &std::path::Path, profile: Profile) -> Result<Imported> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+    import(std::io::BufReader::with_capacity(profile.chunk_size(), file), profile, &mut |_| Ok(()))
+}
+
 /// Reads until `buf` is full or the input ends (Kubo's size splitter reads full chunks).
 pub(crate) fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
     let mut filled = 0;

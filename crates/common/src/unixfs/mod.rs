@@ -30,5 +30,5 @@ pub mod pb;
 mod profile;
 
 pub use export::{file_size, read_range, BlockSource};
-pub use import::{import, Imported, Importer};
+pub use import::{import, import_path, Imported, Importer};
 pub use profile::{Profile, UnknownProfile};

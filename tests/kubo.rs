@@ -1,5 +1,5 @@
-//! Helpers shared by the storage crate's integration tests.
-#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
+//! Kubo's known-answer vectors (`fixtures/kubo-cids.json`, copied from `shared/fixtures`) and
+//! its deterministic byte generator.
 
 use std::io::Read;
 
@@ -59,8 +59,9 @@ impl Vector {
     }
 }
 
-pub fn kubo_vectors() -> Vec<Vector> {
-    let text = include_str!("../fixtures/kubo-cids.json");
+/// Every vector in the fixture.
+pub fn vectors() -> Vec<Vector> {
+    let text = include_str!("fixtures/kubo-cids.json");
     let json: serde_json::Value = serde_json::from_str(text).unwrap();
     json["vectors"]
         .as_array()
@@ -99,7 +100,7 @@ fn parse_binary_size(text: &str) -> u64 {
 
 /// The fixture's own check of the generator.
 pub fn generator_check() -> (String, String) {
-    let text = include_str!("../fixtures/kubo-cids.json");
+    let text = include_str!("fixtures/kubo-cids.json");
     let json: serde_json::Value = serde_json::from_str(text).unwrap();
     let check = &json["generator"]["first16_hex"];
     (check["seed"].as_str().unwrap().to_string(), check["hex"].as_str().unwrap().to_string())
