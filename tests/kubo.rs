@@ -44,7 +44,7 @@ pub enum Input {
 }
 
 impl Vector {
-    pub fn reader(&self) -> Box<dyn Read> {
+    pub fn reader(&self) -> Box<dyn Read + Send> {
         match &self.input {
             Input::Literal(text) => Box::new(std::io::Cursor::new(text.clone().into_bytes())),
             Input::Seeded { seed, size } => Box::new(KuboBytes::new(seed, *size)),

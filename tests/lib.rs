@@ -41,7 +41,12 @@ pub fn binary() -> PathBuf {
 /// A `Command` for the binary with a clean environment rooted in `home`: no user config, no
 /// inherited variables of ours, XDG directories inside `home`.
 pub fn cli(home: &std::path::Path) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::new(binary());
+    assert_cmd::Command::from_std(cli_std(home))
+}
+
+/// [`cli`] as a plain `std::process::Command`, for tests that stream stdin or kill the child.
+pub fn cli_std(home: &std::path::Path) -> Command {
+    let mut cmd = Command::new(binary());
     cmd.env_clear()
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))

@@ -29,6 +29,9 @@ impl Output {
     /// Reports a failed command: one line on stderr, or `{"error": {kind, message}}` on stdout.
     pub fn error(&self, error: &anyhow::Error) {
         let message = format!("{error:#}");
+        if self.json && error.downcast_ref::<AlreadyReported>().is_some() {
+            return;
+        }
         if self.json {
             let body =
                 serde_json::json!({ "error": { "kind": error_kind(error), "message": message } });
@@ -38,6 +41,12 @@ impl Output {
         }
     }
 }
+
+/// A failure whose details the command already printed (e.g. `verify`'s report): under
+/// `--json` nothing more is printed, so stdout stays one JSON document; the exit code says it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AlreadyReported(pub String);
 
 /// The machine-readable kind of the innermost typed error in the chain.
 fn error_kind(error: &anyhow::Error) -> &'static str {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use ipfs_accelerate_common::cid::{parse, Cid};
 use ipfs_accelerate_common::config::Config;
 use ipfs_accelerate_common::store::{AddOptions, Expect, Name, PinMode, Range, Store};
@@ -11,7 +11,7 @@ use ipfs_accelerate_common::unixfs::{self, Profile};
 use serde_json::json;
 
 use crate::cli::{NamesCommand, PinCommand, StorageCommand};
-use crate::output::Output;
+use crate::output::{AlreadyReported, Output};
 
 /// Inputs at least this large get a progress bar (on a terminal, without -Q/--json).
 const PROGRESS_MIN_BYTES: u64 = 8 << 20;
@@ -107,11 +107,10 @@ pub async fn run(
                 );
             })?;
             if !report.is_ok() {
-                bail!(
-                    "verify found {} corrupt and {} missing blocks",
-                    report.corrupt.len(),
-                    report.missing.len()
-                );
+                let (corrupt, missing) = (report.corrupt.len(), report.missing.len());
+                let message =
+                    format!("verify found {corrupt} corrupt and {missing} missing blocks");
+                return Err(AlreadyReported(message).into());
             }
             Ok(())
         }
