@@ -51,7 +51,7 @@ impl Vector {
         }
     }
 
-    pub fn len(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         match &self.input {
             Input::Literal(text) => text.len() as u64,
             Input::Seeded { size, .. } => *size,

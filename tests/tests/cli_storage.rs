@@ -97,7 +97,7 @@ fn every_kubo_vector_through_add_quieter_and_cid() {
                 vector.cid,
                 "{sub} {} {}",
                 vector.profile,
-                vector.len()
+                vector.size()
             );
         }
     }

@@ -28,8 +28,8 @@ fn every_kubo_vector_gives_kubo_root_cid() {
             Ok(())
         })
         .unwrap();
-        assert_eq!(imported.root.to_string(), vector.cid, "{} {}", vector.profile, vector.len());
-        assert_eq!(imported.size, vector.len());
+        assert_eq!(imported.root.to_string(), vector.cid, "{} {}", vector.profile, vector.size());
+        assert_eq!(imported.size, vector.size());
         assert!(max_block <= profile.chunk_size() + 64 * 1024, "blocks stay chunk-sized");
     }
 }
