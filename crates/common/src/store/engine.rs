@@ -129,11 +129,11 @@ impl Engine {
         std::fs::create_dir_all(&sessions)
             .map_err(|e| Error::io("create directory", &sessions, e))?;
         let db_path = root.join("meta.sqlite");
-        let writer = connect(&db_path)?;
-        writer
-            .execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
-            .map_err(|e| db(&db_path, e))?;
-        let reader = connect(&db_path)?;
+        let (writer, reader) = retry_busy(&db_path, || {
+            let writer = connect(&db_path)?;
+            writer.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")).map_err(|e| db(&db_path, e))?;
+            Ok((writer, connect(&db_path)?))
+        })?;
 
         let id = format!(
             "{:x}-{:x}",
@@ -394,6 +394,35 @@ impl Drop for Engine {
         });
         let _ = remove_if_present(&self.session.lock_path);
     }
+}
+
+/// Retries `f` while the database reports busy or locked, until [`BUSY_TIMEOUT`].
+///
+/// The busy handler covers ordinary lock waits, but not every case: switching a new database
+/// to WAL, or opening while another process runs WAL recovery, fails at once with SQLITE_BUSY.
+/// That happens when several processes create one store together.
+fn retry_busy<T>(path: &Path, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(Error::Database { source, .. })
+                if is_busy(&source) && std::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(db = %path.display(), "store database busy while opening; retrying");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn connect(path: &Path) -> Result<Connection> {
