@@ -21,7 +21,12 @@ fn cmd(home: &Path) -> Command {
 
 fn run_json(home: &Path, args: &[&str]) -> Value {
     let output = cmd(home).arg("--json").args(args).output().unwrap();
-    assert!(output.status.success(), "{args:?}: {}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -45,9 +50,10 @@ struct Rng(u64);
 
 impl Rng {
     fn from_env_or_clock(name: &str) -> Rng {
-        let seed = std::env::var("STORE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-        });
+        let seed =
+            std::env::var("STORE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(
+                || SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64),
+            );
         eprintln!("{name}: STORE_TEST_SEED={seed}");
         Rng(seed | 1)
     }
@@ -67,9 +73,14 @@ fn kill_9_during_large_adds_never_corrupts_or_loses_pinned_content() {
     let home = home.path();
     let mut rng = Rng::from_env_or_clock("crash");
     let (precious_path, precious) = seeded_file(home, "precious", 3 << 20);
-    let precious_cid = run_json(home, &["storage", "add", "--pin", precious_path.to_str().unwrap()])["cid"].as_str().unwrap().to_string();
+    let precious_cid =
+        run_json(home, &["storage", "add", "--pin", precious_path.to_str().unwrap()])["cid"]
+            .as_str()
+            .unwrap()
+            .to_string();
 
-    let inputs: Vec<(PathBuf, Vec<u8>)> = (0..4).map(|i| seeded_file(home, &format!("big-{i}"), 48 << 20)).collect();
+    let inputs: Vec<(PathBuf, Vec<u8>)> =
+        (0..4).map(|i| seeded_file(home, &format!("big-{i}"), 48 << 20)).collect();
     let mut completed: Vec<(String, usize)> = Vec::new();
     let mut killed = 0;
     for round in 0..16 {
@@ -142,7 +153,11 @@ fn concurrent_processes_adding_pinning_naming_and_collecting_keep_everything_pro
                     match rng.below(4) {
                         0 => {
                             let name = format!("w{w}/file-{i}");
-                            let cid = run_json(&home, &["storage", "add", "--name", &name, path])["cid"].as_str().unwrap().to_string();
+                            let cid = run_json(&home, &["storage", "add", "--name", &name, path])
+                                ["cid"]
+                                .as_str()
+                                .unwrap()
+                                .to_string();
                             kept.push((cid, data));
                         }
                         1 => {
@@ -150,7 +165,10 @@ fn concurrent_processes_adding_pinning_naming_and_collecting_keep_everything_pro
                             run_json(&home, &["storage", "add", path]);
                         }
                         _ => {
-                            let cid = run_json(&home, &["storage", "add", "--pin", path])["cid"].as_str().unwrap().to_string();
+                            let cid = run_json(&home, &["storage", "add", "--pin", path])["cid"]
+                                .as_str()
+                                .unwrap()
+                                .to_string();
                             pinned_only.push((cid, data));
                         }
                     }
@@ -165,7 +183,10 @@ fn concurrent_processes_adding_pinning_naming_and_collecting_keep_everything_pro
                     }
                     // Compare-and-swap on a name every worker fights over: each attempt either
                     // wins or fails with a conflict, never corrupts the name.
-                    let current = cmd(&home).args(["--json", "storage", "names", "get", "shared/leader"]).output().unwrap();
+                    let current = cmd(&home)
+                        .args(["--json", "storage", "names", "get", "shared/leader"])
+                        .output()
+                        .unwrap();
                     let mine = kept.last().or(pinned_only.last()).map(|(cid, _)| cid.clone());
                     if let Some(mine) = mine {
                         let mut set = cmd(&home);
@@ -188,7 +209,8 @@ fn concurrent_processes_adding_pinning_naming_and_collecting_keep_everything_pro
             })
         })
         .collect();
-    let protected: Vec<(String, Vec<u8>)> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let protected: Vec<(String, Vec<u8>)> =
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
 
     run_json(&home, &["storage", "gc"]);
     for (cid, data) in &protected {
@@ -197,7 +219,8 @@ fn concurrent_processes_adding_pinning_naming_and_collecting_keep_everything_pro
     let leader = run_json(&home, &["storage", "names", "get", "shared/leader"]);
     cat(&home, leader["cid"].as_str().unwrap());
     let history = run_json(&home, &["storage", "names", "history", "shared/leader"]);
-    let versions: Vec<u64> = history.as_array().unwrap().iter().map(|h| h["version"].as_u64().unwrap()).collect();
+    let versions: Vec<u64> =
+        history.as_array().unwrap().iter().map(|h| h["version"].as_u64().unwrap()).collect();
     assert!(versions.windows(2).all(|w| w[0] == w[1] + 1), "versions are gapless: {versions:?}");
     assert!(cmd(&home).args(["storage", "verify"]).status().unwrap().success());
 }

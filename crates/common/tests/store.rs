@@ -172,7 +172,8 @@ fn a_corrupt_inline_block_is_never_returned() {
         let store = open(&dir).await;
         let added = store.add_bytes(b"small value".to_vec(), AddOptions::default()).await.unwrap();
         let db = rusqlite::Connection::open(dir.path().join("meta.sqlite")).unwrap();
-        db.execute("UPDATE block_data SET data = ?1", [b"smaLl value".to_vec()]).unwrap();
+        db.execute("UPDATE blocks SET data = ?1 WHERE data IS NOT NULL", [b"smaLl value".to_vec()])
+            .unwrap();
         let err = store.get_block(&added.root).await.unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         assert_eq!(store.verify().await.unwrap().corrupt, vec![added.root.to_string()]);

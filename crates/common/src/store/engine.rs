@@ -24,7 +24,7 @@ use cid::Cid;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::flatfs::{remove_if_present, FlatFs};
-use crate::cid::{Block, DAG_PB};
+use crate::cid::{Block, Multihash, DAG_PB};
 use crate::unixfs::pb;
 use crate::{Error, Result};
 
@@ -32,19 +32,24 @@ use crate::{Error, Result};
 pub const INLINE_MAX: usize = 16 * 1024;
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Access times are written back in batches of this many reads.
-const ACCESS_FLUSH: usize = 4096;
+/// Access times are buffered in memory and written back when this many blocks were read, and
+/// before every GC, eviction, usage report and close, so LRU decisions in this process always
+/// see them. Other processes' unflushed reads are invisible until they flush.
+const ACCESS_FLUSH: usize = 1 << 16;
 
 const SCHEMA: &str = "
+-- A block's metadata and, when small, its bytes (`data`; NULL when the bytes are a flatfs
+-- file) in one row. A rowid table: inserts append, and only the multihash index takes a
+-- random-key insert (a WITHOUT ROWID table with 4 KiB rows measured 6x slower).
 CREATE TABLE IF NOT EXISTS blocks (
-    mh BLOB PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    mh BLOB NOT NULL UNIQUE,
     codec INTEGER NOT NULL,
     size INTEGER NOT NULL,
     inline INTEGER NOT NULL,
-    atime INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS blocks_atime ON blocks(atime);
-CREATE TABLE IF NOT EXISTS block_data (mh BLOB PRIMARY KEY, data BLOB NOT NULL);
+    atime INTEGER NOT NULL,
+    data BLOB
+);
 CREATE TABLE IF NOT EXISTS refs (
     parent BLOB NOT NULL,
     child BLOB NOT NULL,
@@ -116,7 +121,7 @@ pub struct Engine {
     session: Session,
     next_op: AtomicU64,
     next_tmp: AtomicU64,
-    access: Mutex<HashMap<Vec<u8>, i64>>,
+    access: Mutex<HashMap<Multihash, i64>>,
     budget: Option<u64>,
 }
 
@@ -131,7 +136,9 @@ impl Engine {
         let db_path = root.join("meta.sqlite");
         let (writer, reader) = retry_busy(&db_path, || {
             let writer = connect(&db_path)?;
-            writer.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")).map_err(|e| db(&db_path, e))?;
+            writer
+                .execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+                .map_err(|e| db(&db_path, e))?;
             Ok((writer, connect(&db_path)?))
         })?;
 
@@ -256,11 +263,7 @@ impl Engine {
                     .map_err(|e| self.db_err(e))?;
                 if !exists {
                     let inline = block.data().len() <= INLINE_MAX;
-                    if inline {
-                        tx.prepare_cached("INSERT INTO block_data (mh, data) VALUES (?1, ?2)")
-                            .and_then(|mut s| s.execute(params![mh, block.data()]))
-                            .map_err(|e| self.db_err(e))?;
-                    } else {
+                    if !inline {
                         let temp = match temps.remove(&i) {
                             Some(temp) => temp,
                             // Collected by a GC since we looked: write it now, under the lock.
@@ -272,8 +275,9 @@ impl Engine {
                         self.fs.commit(&temp, &mh)?;
                         renamed = true;
                     }
-                    tx.prepare_cached("INSERT INTO blocks (mh, codec, size, inline, atime) VALUES (?1, ?2, ?3, ?4, ?5)")
-                        .and_then(|mut s| s.execute(params![mh, block.cid().codec() as i64, block.data().len() as i64, inline, t]))
+                    let data = inline.then(|| block.data());
+                    tx.prepare_cached("INSERT INTO blocks (mh, codec, size, inline, atime, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                        .and_then(|mut s| s.execute(params![mh, block.cid().codec() as i64, block.data().len() as i64, inline, t, data]))
                         .map_err(|e| self.db_err(e))?;
                     if block.cid().codec() == DAG_PB {
                         for child in pb::links(block.cid(), block.data())? {
@@ -319,23 +323,40 @@ impl Engine {
     /// The verified block for `cid`: [`Error::NotFound`] when absent, [`Error::Corrupt`] when
     /// its stored bytes no longer match.
     pub fn get(&self, cid: &Cid) -> Result<Block> {
+        self.read(|conn| self.get_in(conn, cid))
+    }
+
+    /// Verified blocks for `cids`, read under one snapshot (one read transaction: the WAL
+    /// and file locks are taken once per batch, not once per block).
+    pub fn get_many(&self, cids: &[Cid]) -> Result<Vec<Block>> {
+        self.read(|conn| {
+            conn.execute_batch("BEGIN DEFERRED").map_err(|e| self.db_err(e))?;
+            let blocks = cids.iter().map(|cid| self.get_in(conn, cid)).collect();
+            conn.execute_batch("COMMIT").map_err(|e| self.db_err(e))?;
+            blocks
+        })
+    }
+
+    fn get_in(&self, conn: &Connection, cid: &Cid) -> Result<Block> {
         let mh = cid.hash().to_bytes();
-        let inline: Option<Vec<u8>> = self.read(|conn| {
-            conn.prepare_cached("SELECT data FROM block_data WHERE mh = ?1")
-                .and_then(|mut s| s.query_row(params![mh], |row| row.get(0)).optional())
-                .map_err(|e| self.db_err(e))
-        })?;
-        let data = match inline {
-            Some(data) => data,
-            None => self.fs.read(&mh)?.ok_or_else(|| Error::NotFound { cid: cid.to_string() })?,
+        // No row: not here. A row without bytes: the bytes are a file.
+        let row: Option<Option<Vec<u8>>> = conn
+            .prepare_cached("SELECT data FROM blocks WHERE mh = ?1")
+            .and_then(|mut s| s.query_row(params![mh], |row| row.get(0)).optional())
+            .map_err(|e| self.db_err(e))?;
+        let not_found = || Error::NotFound { cid: cid.to_string() };
+        let data = match row {
+            None => return Err(not_found()),
+            Some(Some(data)) => data,
+            Some(None) => self.fs.read(&mh)?.ok_or_else(not_found)?,
         };
         let block = Block::verified(*cid, data)?;
-        self.touch(mh);
+        self.touch(*cid.hash());
         Ok(block)
     }
 
     /// Records an access for LRU eviction; written back in batches, not per read.
-    fn touch(&self, mh: Vec<u8>) {
+    fn touch(&self, mh: Multihash) {
         let full = match self.access.lock() {
             Ok(mut access) => {
                 access.insert(mh, now());
@@ -364,7 +385,7 @@ impl Engine {
                 .prepare_cached("UPDATE blocks SET atime = ?2 WHERE mh = ?1 AND atime < ?2")
                 .map_err(|e| self.db_err(e))?;
             for (mh, t) in &pending {
-                stmt.execute(params![mh, t]).map_err(|e| self.db_err(e))?;
+                stmt.execute(params![mh.to_bytes(), t]).map_err(|e| self.db_err(e))?;
             }
             Ok(())
         })
@@ -428,6 +449,13 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| db(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| db(path, e))?;
+    // Measured with examples/blockbench (4 KiB blocks, batches of 1,000): 16 KiB pages speed
+    // puts (52k/s) but halve gets (39k/s); default 4 KiB pages with a 64 MiB checkpoint
+    // interval give 35k puts/s and 82k gets/s. The longer interval coalesces rewrites of the
+    // same index pages between checkpoints.
+    conn.pragma_update(None, "cache_size", -65536).map_err(|e| db(path, e))?;
+    conn.pragma_update(None, "wal_autocheckpoint", 16384).map_err(|e| db(path, e))?;
+    conn.pragma_update(None, "mmap_size", 1i64 << 30).map_err(|e| db(path, e))?;
     // WAL: readers never block the writer; FULL: a commit is durable when it returns.
     conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db(path, e))?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(|e| db(path, e))?;

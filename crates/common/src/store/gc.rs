@@ -255,11 +255,7 @@ impl Engine {
                 if want.is_some_and(|want| report.bytes_freed >= want) {
                     break;
                 }
-                for sql in [
-                    "DELETE FROM blocks WHERE mh = ?1",
-                    "DELETE FROM block_data WHERE mh = ?1",
-                    "DELETE FROM refs WHERE parent = ?1",
-                ] {
+                for sql in ["DELETE FROM blocks WHERE mh = ?1", "DELETE FROM refs WHERE parent = ?1"] {
                     tx.prepare_cached(sql).and_then(|mut s| s.execute(params![mh])).map_err(|e| self.db_err(e))?;
                 }
                 if !inline {
@@ -428,7 +424,7 @@ impl Engine {
             match inline {
                 Some(true) => {
                     tx.execute(
-                        "INSERT OR REPLACE INTO block_data (mh, data) VALUES (?1, ?2)",
+                        "UPDATE blocks SET data = ?2 WHERE mh = ?1",
                         params![mh, block.data()],
                     )
                     .map_err(|e| self.db_err(e))?;

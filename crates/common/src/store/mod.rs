@@ -310,7 +310,7 @@ impl Store {
 
     /// Verified blocks for many CIDs in one trip to the blocking pool.
     pub async fn get_blocks(&self, cids: Vec<Cid>) -> Result<Vec<Block>> {
-        self.run(move |engine| cids.iter().map(|cid| engine.get(cid)).collect()).await
+        self.run(move |engine| engine.get_many(&cids)).await
     }
 
     /// Whether the block `cid` is stored.
