@@ -1,7 +1,8 @@
 //! 4 KiB block throughput through the store's batch API: puts with one durable commit per
 //! 1,000 objects, then verified gets. Prints one JSON line; `cargo xtask bench storage` runs it.
 //!
-//! `cargo run --release -p ipfs-accelerate-common --example blockbench -- [DIR] [COUNT]`
+//! `cargo run --release -p ipfs-accelerate-common --example blockbench -- DIR [COUNT]`: DIR
+//! should be a fresh directory; the caller removes it.
 
 use std::time::Instant;
 
@@ -13,10 +14,7 @@ const BATCH: usize = 1000;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let dir = match args.next() {
-        Some(dir) => std::path::PathBuf::from(dir),
-        None => std::env::temp_dir().join(format!("blockbench-{}", std::process::id())),
-    };
+    let dir = std::path::PathBuf::from(args.next().ok_or("usage: blockbench DIR [COUNT]")?);
     let count: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000);
     let store = Store::open(&dir, StoreOptions::default()).await?;
 
@@ -53,7 +51,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         count as f64 / put_secs,
         count as f64 / get_secs
     );
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
