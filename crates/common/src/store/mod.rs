@@ -446,8 +446,9 @@ impl BlockSource for Source<'_> {
     }
 }
 
-/// The add pipeline: chunk and hash on this thread, write in batches with one flush each,
-/// temp-pinned until the final pin (or release) commits.
+/// The add pipeline: chunk and hash on this thread while a writer thread stores the previous
+/// batch (one durable flush each), so hashing and I/O overlap on two cores. Every block is
+/// temp-pinned until the final pin, name (or release) commits.
 fn add(
     engine: &Engine,
     reader: impl Read,
@@ -455,23 +456,45 @@ fn add(
     options: &AddOptions,
 ) -> Result<Added> {
     let temp = engine.temp_pin();
-    let result = (|| {
-        let mut batch: Vec<Block> = Vec::new();
-        let mut batch_bytes = 0usize;
-        let mut bytes_new = 0u64;
-        let reader =
-            ProgressReader { inner: reader, read: 0, total, progress: options.progress.clone() };
-        let imported = unixfs::import(reader, options.profile, &mut |block| {
-            batch_bytes += block.data().len();
-            batch.push(block);
-            if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_BLOCKS {
+    let result = std::thread::scope(|scope| {
+        // Two batches in flight at most: memory stays bounded whatever the input size.
+        let (batches, inbox) = std::sync::mpsc::sync_channel::<Vec<Block>>(1);
+        let writer = scope.spawn(move || {
+            let mut bytes_new = 0u64;
+            for batch in inbox {
                 bytes_new += engine.put_blocks(&batch, Some(temp))?;
-                batch.clear();
-                batch_bytes = 0;
             }
-            Ok(())
-        })?;
-        bytes_new += engine.put_blocks(&batch, Some(temp))?;
+            Ok::<_, Error>(bytes_new)
+        });
+        let imported = (|| {
+            let mut batch: Vec<Block> = Vec::new();
+            let mut batch_bytes = 0usize;
+            let reader = ProgressReader {
+                inner: reader,
+                read: 0,
+                total,
+                progress: options.progress.clone(),
+            };
+            let imported = unixfs::import(reader, options.profile, &mut |block| {
+                batch_bytes += block.data().len();
+                batch.push(block);
+                if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_BLOCKS {
+                    batch_bytes = 0;
+                    // A closed channel means the writer failed; its error is reported below.
+                    batches
+                        .send(std::mem::take(&mut batch))
+                        .map_err(|_| Error::Task("block writer stopped".into()))?;
+                }
+                Ok(())
+            })?;
+            batches.send(batch).map_err(|_| Error::Task("block writer stopped".into()))?;
+            Ok::<_, Error>(imported)
+        })();
+        drop(batches);
+        let written = writer.join().map_err(|_| Error::Task("block writer panicked".into()))?;
+        // The writer's error is the cause when both failed.
+        let bytes_new = written?;
+        let imported = imported?;
         if options.pin || options.name.is_some() {
             engine.write(|tx| {
                 if options.pin {
@@ -494,7 +517,7 @@ fn add(
         }
         engine.release(temp)?;
         Ok(Added { root: imported.root, size: imported.size, blocks: imported.blocks, bytes_new })
-    })();
+    });
     if result.is_err() {
         // The partial DAG becomes ordinary garbage; failing to say so only delays its GC.
         if let Err(e) = engine.release(temp) {
