@@ -76,20 +76,22 @@ fn storage() -> anyhow::Result<()> {
     eprintln!("bench: dd conv=fsync");
     let dd_out = work.join("dd.out");
     let dd = best(|| {
-        let t = timed(
+        let _ = std::fs::remove_file(&dd_out);
+        settle()?;
+        timed(
             Command::new("dd")
                 .arg(format!("if={}", input.display()))
                 .arg(format!("of={}", dd_out.display()))
                 .args(["bs=1M", "conv=fsync", "status=none"]),
-        )?;
-        std::fs::remove_file(&dd_out)?;
-        Ok(t)
+        )
     })?;
+    let _ = std::fs::remove_file(&dd_out);
 
     eprintln!("bench: storage add");
     let data = work.join("store");
     let add = best(|| {
         let _ = std::fs::remove_dir_all(&data);
+        settle()?;
         timed(
             Command::new(&cli)
                 .arg("--data-dir")
