@@ -142,11 +142,11 @@ impl Engine {
             Ok((writer, connect(&db_path)?))
         })?;
 
-        let id = format!(
-            "{:x}-{:x}",
-            std::process::id(),
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-        );
+        // Unique per open: pid, clock and a per-process counter (two opens in one nanosecond).
+        static OPENS: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let opens = OPENS.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:x}-{nanos:x}-{opens:x}", std::process::id());
         let lock_path = sessions.join(format!("{id}.lock"));
         let lock = File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
         lock.try_lock()
