@@ -43,8 +43,10 @@ use crate::config::Config;
 use crate::unixfs::{self, BlockSource, Profile};
 use crate::{Error, Result};
 
-/// Blocks are written in batches of at most this many bytes (one durable flush each).
-const BATCH_BYTES: usize = 64 << 20;
+/// Blocks are written in batches of at most this many bytes (one durable flush each). With the
+/// batch being hashed, one queued and one being written, an add holds at most three: a 1 GiB
+/// add peaked at 58 MB RSS (206 MB with 64 MiB batches, no faster on this disk).
+const BATCH_BYTES: usize = 16 << 20;
 /// … or this many blocks.
 const BATCH_BLOCKS: usize = 1024;
 
