@@ -3,6 +3,9 @@
 
 pub mod kubo;
 
+/// The Python original's cache-key vectors (`fixtures/python-cache-keys.json`).
+pub const PYTHON_CACHE_KEYS: &str = include_str!("fixtures/python-cache-keys.json");
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;

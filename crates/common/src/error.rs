@@ -130,6 +130,12 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// A cache key or namespace that cannot be used.
+    #[error("invalid cache key: {reason}")]
+    InvalidCacheKey {
+        /// Why.
+        reason: String,
+    },
     /// A blocking task was cancelled or panicked.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -166,6 +172,7 @@ impl Error {
             Error::InvalidName { .. } => "invalid_name",
             Error::NotPinned { .. } => "not_pinned",
             Error::Database { .. } => "database",
+            Error::InvalidCacheKey { .. } => "invalid_cache_key",
             Error::Task(_) => "task",
             Error::Io { .. } => "io",
         }

@@ -20,6 +20,7 @@
 // This crate is the door: the workspace clippy.toml bans std::fs and tokio::fs everywhere else.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod cache;
 pub mod cid;
 pub mod config;
 mod error;

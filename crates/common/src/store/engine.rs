@@ -80,6 +80,25 @@ CREATE TABLE IF NOT EXISTS name_history (
     at INTEGER NOT NULL,
     PRIMARY KEY (namespace, name, version)
 );
+CREATE TABLE IF NOT EXISTS cache_entries (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    cid TEXT NOT NULL,
+    stored_at INTEGER NOT NULL,
+    ttl INTEGER NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    size INTEGER NOT NULL,
+    last_access INTEGER NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
+CREATE TABLE IF NOT EXISTS cache_stats (
+    namespace TEXT PRIMARY KEY,
+    hits INTEGER NOT NULL,
+    misses INTEGER NOT NULL,
+    stale_hits INTEGER NOT NULL,
+    evictions INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, pid INTEGER NOT NULL, started INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS temp_pins (
     session TEXT NOT NULL,

@@ -178,7 +178,8 @@ impl Store {
         self.engine.root()
     }
 
-    async fn run<T: Send + 'static>(
+    /// Runs blocking work on the engine on tokio's blocking pool (also used by the cache).
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
     ) -> Result<T> {
