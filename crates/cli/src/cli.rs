@@ -41,6 +41,9 @@ pub enum Command {
     /// The content-addressed store: add, read, pin, name, collect, verify, CAR in and out.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// The response cache kept in the store: stats, entries, reads, removal.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -197,5 +200,44 @@ pub enum NamesCommand {
     History {
         /// NAMESPACE/NAME.
         name: Name,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Hits, misses, stale hits, evictions, entries and bytes.
+    Stats {
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+    /// Entries with their age, TTL and size.
+    Ls {
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+    /// Write a fresh entry's value to stdout (exit 1 on a miss).
+    Get {
+        /// The namespace.
+        namespace: String,
+        /// The key, as `cache ls` shows it.
+        key: String,
+        /// Also return an expired entry within the stale window (marked stale).
+        #[arg(long)]
+        stale_ok: bool,
+    },
+    /// Remove one entry.
+    Rm {
+        /// The namespace.
+        namespace: String,
+        /// The key, as `cache ls` shows it.
+        key: String,
+    },
+    /// Remove every entry (counters are kept).
+    Clear {
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
     },
 }

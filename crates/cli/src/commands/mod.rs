@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
+mod cache;
 mod config;
 mod storage;
 
@@ -12,6 +13,10 @@ use crate::output::Output;
 pub fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
     match cli.command {
         Command::Config(command) => config::run(command, &load_config(&cli.global)?, out),
+        Command::Cache(command) => {
+            let config = load_config(&cli.global)?;
+            runtime()?.block_on(cache::run(command, &config, out))
+        }
         Command::Storage(command) => {
             let config = load_config(&cli.global)?;
             runtime()?.block_on(storage::run(command, &config, cli.global.quiet > 0, out))
