@@ -32,7 +32,10 @@ fn populated() -> (Env, CacheKey) {
     let store_dir = env.home.path().join("data/store");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let cache = Cache::new(Store::open(&store_dir, StoreOptions::default()).await.unwrap(), CacheConfig::default());
+        let cache = Cache::new(
+            Store::open(&store_dir, StoreOptions::default()).await.unwrap(),
+            CacheConfig::default(),
+        );
         let long = PutOptions { ttl: Some(Duration::from_secs(3600)), ..PutOptions::default() };
         cache.put(&key, b"Hello!".to_vec(), long.clone()).await.unwrap();
         let gh = CacheKey::canonical("github_api", &json!({"path": "/repos"})).unwrap();
@@ -54,13 +57,21 @@ fn stats_ls_get_rm_clear() {
     let hit = env.json(&["cache", "get", "llm", key.key()]);
     assert_eq!(hit["value"], "Hello!");
     assert_eq!(hit["stale"], false);
-    env.cmd().args(["cache", "get", "llm", "{\"nope\":1}"]).assert().failure().code(1).stderr(predicate::str::contains("no fresh entry"));
+    env.cmd()
+        .args(["cache", "get", "llm", "{\"nope\":1}"])
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(predicate::str::contains("no fresh entry"));
     let miss = env.cmd().args(["--json", "cache", "get", "llm", "{\"nope\":1}"]).output().unwrap();
     assert_eq!(miss.status.code(), Some(1));
     assert_eq!(serde_json::from_slice::<Value>(&miss.stdout).unwrap()["hit"], false);
 
     let stats = env.json(&["cache", "stats"]);
-    assert_eq!((stats["hits"].as_u64(), stats["misses"].as_u64(), stats["entries"].as_u64()), (Some(2), Some(2), Some(2)));
+    assert_eq!(
+        (stats["hits"].as_u64(), stats["misses"].as_u64(), stats["entries"].as_u64()),
+        (Some(2), Some(2), Some(2))
+    );
 
     env.json(&["cache", "rm", "llm", key.key()]);
     env.cmd().args(["cache", "rm", "llm", key.key()]).assert().failure();

@@ -130,6 +130,22 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The secrets file does not open: wrong key, damage or tampering. It was not modified.
+    #[error("secrets file {path} cannot be decrypted: {reason}")]
+    SecretsUndecryptable {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        reason: String,
+    },
+    /// A master-key file that cannot be used.
+    #[error("master key file {path}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// The problem.
+        reason: String,
+    },
     /// A cache key or namespace that cannot be used.
     #[error("invalid cache key: {reason}")]
     InvalidCacheKey {
@@ -173,6 +189,8 @@ impl Error {
             Error::NotPinned { .. } => "not_pinned",
             Error::Database { .. } => "database",
             Error::InvalidCacheKey { .. } => "invalid_cache_key",
+            Error::SecretsUndecryptable { .. } => "secrets_undecryptable",
+            Error::KeyFile { .. } => "key_file",
             Error::Task(_) => "task",
             Error::Io { .. } => "io",
         }

@@ -1,0 +1,506 @@
+//! Encrypted secrets: AES-256-GCM per secret, the key held apart from the ciphertext.
+//!
+//! Each secret is sealed with a fresh random 96-bit nonce and associated data binding it to
+//! the format version and its own name, so a ciphertext moved to another name fails to open.
+//! A check value sealed the same way detects a wrong master key even in an empty store.
+//!
+//! The Python original lost every secret when a decrypt failed (it started over empty and the
+//! next write replaced the file) and kept its key file beside the ciphertext. Here:
+//! - a file that fails to decrypt is an error naming the cause, and is never written;
+//! - writes are temp file (created 0600) + fsync + rename, under an exclusive advisory lock
+//!   held across read-modify-write, so concurrent processes lose nothing;
+//! - the master key comes from an explicit [`MasterKey`] source; a key file inside the secrets
+//!   directory is refused;
+//! - [`Secret`] prints `[redacted]` and zeroes its memory on drop;
+//! - every change appends a JSON line (time, action, name; never a value) to `audit.jsonl`.
+//!
+//! ```
+//! use ipfs_accelerate_common::secrets::{MasterKey, Secret, SecretStore};
+//! let dir = tempfile::tempdir()?;
+//! let store = SecretStore::open(dir.path().join("secrets"), MasterKey::from_bytes([7; 32]))?;
+//! store.set("openai_api_key", &Secret::new("sk-test".into()))?;
+//! assert_eq!(store.get("openai_api_key")?.unwrap().expose(), "sk-test");
+//! assert_eq!(format!("{:?}", store.get("openai_api_key")?.unwrap()), "[redacted]");
+//! # Ok::<(), ipfs_accelerate_common::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::{Error, Result};
+
+/// The file format; part of every secret's associated data.
+const FORMAT: &str = "ipfs-accelerate-secrets/1";
+/// The plaintext of the key check value.
+const CHECK: &[u8] = b"ipfs-accelerate master key check";
+/// How long to wait for another process's lock on the store.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A secret value: `Debug` and `Display` print `[redacted]`; the memory is zeroed on drop.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: String) -> Secret {
+        Secret(Zeroizing::new(value))
+    }
+
+    /// The value, for the one place that must send it (an HTTP header, a child's env).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where a master key came from, as `secrets status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KeySource {
+    /// The `IPFS_ACCELERATE_MASTER_KEY` environment variable (base64).
+    Env,
+    /// A key file (mode 0600).
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Given by the program (tests, embedding applications).
+    Explicit,
+}
+
+impl KeySource {
+    /// A warning when this source is weaker than an OS keyring, for `status` to show.
+    pub fn warning(&self) -> Option<&'static str> {
+        match self {
+            KeySource::Env => Some("the master key is in an environment variable: any process that can read this environment can decrypt the secrets"),
+            KeySource::File { .. } => Some("the master key is in a file: anyone who can read that file can decrypt the secrets"),
+            KeySource::Explicit => None,
+        }
+    }
+}
+
+/// A 256-bit master key and its source; zeroed on drop, never printed.
+pub struct MasterKey {
+    key: Zeroizing<[u8; 32]>,
+    source: KeySource,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterKey").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+/// Environment variable holding a base64 master key.
+pub const ENV_MASTER_KEY: &str = "IPFS_ACCELERATE_MASTER_KEY";
+
+impl MasterKey {
+    /// A key given by the program.
+    pub fn from_bytes(key: [u8; 32]) -> MasterKey {
+        MasterKey { key: Zeroizing::new(key), source: KeySource::Explicit }
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> MasterKey {
+        let key = Aes256Gcm::generate_key(&mut OsRng);
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(&key);
+        MasterKey::from_bytes(bytes)
+    }
+
+    /// The key in [`ENV_MASTER_KEY`], when set: 32 bytes in standard base64.
+    pub fn from_env_value(value: &str) -> Result<MasterKey> {
+        let key = decode_key(value.trim()).map_err(|reason| Error::InvalidEnv {
+            var: ENV_MASTER_KEY.into(),
+            value: "[redacted]".into(),
+            expected: reason,
+        })?;
+        Ok(MasterKey { key, source: KeySource::Env })
+    }
+
+    /// The key in `path` (base64 of 32 bytes). The file must not be readable by group or
+    /// others.
+    pub fn from_file(path: &Path) -> Result<MasterKey> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("stat key file", path, e))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(Error::KeyFile {
+                path: path.to_path_buf(),
+                reason: "its mode lets group or others read it; chmod 600".into(),
+            });
+        }
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| Error::io("read key file", path, e))?,
+        );
+        let key = decode_key(text.trim())
+            .map_err(|reason| Error::KeyFile { path: path.to_path_buf(), reason: reason.into() })?;
+        Ok(MasterKey { key, source: KeySource::File { path: path.to_path_buf() } })
+    }
+
+    /// Writes this key to a new file at `path`, created with mode 0600 (never replacing one).
+    pub fn write_new_file(&self, path: &Path) -> Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::io("create key file", path, e))?;
+        let text = Zeroizing::new(B64.encode(*self.key));
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io("write key file", path, e))
+    }
+
+    /// Where this key came from.
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(self.key.as_slice().into())
+    }
+}
+
+fn decode_key(text: &str) -> std::result::Result<Zeroizing<[u8; 32]>, &'static str> {
+    let bytes = Zeroizing::new(B64.decode(text).map_err(|_| "base64 of a 32-byte key")?);
+    let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| "base64 of exactly 32 bytes")?;
+    Ok(Zeroizing::new(key))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Sealed {
+    nonce: String,
+    ciphertext: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoreFile {
+    format: String,
+    check: Sealed,
+    secrets: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    sealed: Sealed,
+    updated: i64,
+}
+
+/// A secret's name and when it last changed (values are only returned by [`SecretStore::get`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretInfo {
+    /// The name.
+    pub name: String,
+    /// Unix time of the last change.
+    pub updated: i64,
+}
+
+/// The encrypted secret store in one directory: `secrets.enc`, `secrets.lock`, `audit.jsonl`.
+#[derive(Debug)]
+pub struct SecretStore {
+    dir: PathBuf,
+    key: MasterKey,
+}
+
+impl SecretStore {
+    /// Opens (creating the directory, mode 0700) the store in `dir` with `key`. A key file
+    /// inside `dir` is refused: the key must never sit beside the ciphertext. Fails if an
+    /// existing store does not open with `key`.
+    pub fn open(dir: impl Into<PathBuf>, key: MasterKey) -> Result<SecretStore> {
+        let dir = dir.into();
+        if let KeySource::File { path } = key.source() {
+            let key_dir =
+                path.parent().map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
+            let secrets_dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            if key_dir.is_some_and(|k| k.starts_with(&secrets_dir)) {
+                return Err(Error::KeyFile { path: path.clone(), reason: format!("it lies inside the secrets directory {}; keep the key apart from the ciphertext", dir.display()) });
+            }
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
+        let store = SecretStore { dir, key };
+        store.read_file()?; // fail now, not on first use, if the key is wrong
+        Ok(store)
+    }
+
+    /// The key's source.
+    pub fn key_source(&self) -> &KeySource {
+        self.key.source()
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("secrets.enc")
+    }
+
+    /// Stores `value` under `name`.
+    pub fn set(&self, name: &str, value: &Secret) -> Result<()> {
+        validate(name)?;
+        self.update("set", name, |file, key| {
+            let sealed = seal(key, name, value.expose().as_bytes())?;
+            file.secrets.insert(name.to_string(), Entry { sealed, updated: now() });
+            Ok(())
+        })
+    }
+
+    /// The secret under `name`, if any.
+    pub fn get(&self, name: &str) -> Result<Option<Secret>> {
+        validate(name)?;
+        let Some(file) = self.read_file()? else { return Ok(None) };
+        let Some(entry) = file.secrets.get(name) else { return Ok(None) };
+        let plain = open_sealed(&self.key, &self.path(), name, &entry.sealed)?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| Error::SecretsUndecryptable {
+            path: self.path(),
+            reason: format!("secret {name:?} is not UTF-8"),
+        })?;
+        self.audit("get", name)?;
+        Ok(Some(Secret::new(text)))
+    }
+
+    /// Names and change times, sorted.
+    pub fn list(&self) -> Result<Vec<SecretInfo>> {
+        Ok(self
+            .read_file()?
+            .map(|file| {
+                file.secrets
+                    .iter()
+                    .map(|(name, e)| SecretInfo { name: name.clone(), updated: e.updated })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Removes `name`; returns whether it was there.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        validate(name)?;
+        let mut removed = false;
+        self.update("remove", name, |file, _| {
+            removed = file.secrets.remove(name).is_some();
+            Ok(())
+        })?;
+        Ok(removed)
+    }
+
+    /// Re-encrypts every secret under `new_key` in one atomic replacement; afterwards the store
+    /// opens only with `new_key`. A reader at any moment sees the old file or the new, whole.
+    pub fn rotate_key(self, new_key: MasterKey) -> Result<SecretStore> {
+        let _lock = self.lock()?;
+        let Some(file) = self.read_file()? else {
+            return Ok(SecretStore { dir: self.dir, key: new_key });
+        };
+        let mut rotated = StoreFile {
+            format: FORMAT.into(),
+            check: seal(&new_key, "__check__", CHECK)?,
+            secrets: BTreeMap::new(),
+        };
+        for (name, entry) in &file.secrets {
+            let plain = open_sealed(&self.key, &self.path(), name, &entry.sealed)?;
+            rotated.secrets.insert(
+                name.clone(),
+                Entry { sealed: seal(&new_key, name, &plain)?, updated: entry.updated },
+            );
+        }
+        self.write_file(&rotated)?;
+        self.audit("rotate-key", "*")?;
+        Ok(SecretStore { dir: self.dir, key: new_key })
+    }
+
+    /// The encrypted file's bytes (for an encrypted backup; no plaintext).
+    pub fn encrypted_bytes(&self) -> Result<Option<Vec<u8>>> {
+        match std::fs::read(self.path()) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read", self.path(), e)),
+        }
+    }
+
+    fn update(
+        &self,
+        action: &str,
+        name: &str,
+        change: impl FnOnce(&mut StoreFile, &MasterKey) -> Result<()>,
+    ) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut file = match self.read_file()? {
+            Some(file) => file,
+            None => StoreFile {
+                format: FORMAT.into(),
+                check: seal(&self.key, "__check__", CHECK)?,
+                secrets: BTreeMap::new(),
+            },
+        };
+        change(&mut file, &self.key)?;
+        self.write_file(&file)?;
+        self.audit(action, name)
+    }
+
+    /// Reads and authenticates the file: `None` if there is none; an error (and no write) if it
+    /// is malformed or does not open with this key.
+    fn read_file(&self) -> Result<Option<StoreFile>> {
+        let path = self.path();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let file: StoreFile =
+            serde_json::from_slice(&bytes).map_err(|e| Error::SecretsUndecryptable {
+                path: path.clone(),
+                reason: format!("not a secrets file ({e}); it may be truncated or damaged"),
+            })?;
+        if file.format != FORMAT {
+            return Err(Error::SecretsUndecryptable {
+                path,
+                reason: format!("unknown format {:?}", file.format),
+            });
+        }
+        open_sealed(&self.key, &path, "__check__", &file.check).map_err(|_| Error::SecretsUndecryptable {
+            path: path.clone(),
+            reason: "the master key does not open this file (wrong key, or the file was altered); nothing was changed".into(),
+        })?;
+        Ok(Some(file))
+    }
+
+    fn write_file(&self, file: &StoreFile) -> Result<()> {
+        let path = self.path();
+        let temp = self.dir.join(format!(".secrets.enc.{}.tmp", std::process::id()));
+        let bytes = serde_json::to_vec_pretty(file)
+            .map_err(|e| Error::Task(format!("encoding secrets: {e}")))?;
+        let result = (|| {
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temp)
+                .map_err(|e| Error::io("create", &temp, e))?;
+            out.write_all(&bytes)
+                .and_then(|()| out.sync_all())
+                .map_err(|e| Error::io("write", &temp, e))?;
+            std::fs::rename(&temp, &path).map_err(|e| Error::io("rename", &path, e))?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io("fsync", &self.dir, e))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn lock(&self) -> Result<File> {
+        let path = self.dir.join("secrets.lock");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let deadline = Instant::now() + LOCK_TIMEOUT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => {
+                    return Err(Error::io("lock", &path, std::io::Error::other(e.to_string())))
+                }
+            }
+        }
+    }
+
+    fn audit(&self, action: &str, name: &str) -> Result<()> {
+        let path = self.dir.join("audit.jsonl");
+        let line = serde_json::json!({ "time": now(), "action": action, "name": name, "pid": std::process::id() });
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        file.write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io("append", &path, e))
+    }
+}
+
+fn validate(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with("__");
+    if ok {
+        return Ok(());
+    }
+    Err(Error::InvalidName {
+        input: name.to_string(),
+        reason: "secret names are 1-128 of A-Z a-z 0-9 . _ - and do not start with __",
+    })
+}
+
+fn aad(name: &str) -> Vec<u8> {
+    format!("{FORMAT}\0{name}").into_bytes()
+}
+
+fn seal(key: &MasterKey, name: &str, plain: &[u8]) -> Result<Sealed> {
+    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+    let ciphertext = key
+        .cipher()
+        .encrypt(&nonce, Payload { msg: plain, aad: &aad(name) })
+        .map_err(|_| Error::Task("AES-GCM encryption failed".into()))?;
+    Ok(Sealed { nonce: B64.encode(nonce), ciphertext: B64.encode(ciphertext) })
+}
+
+fn open_sealed(
+    key: &MasterKey,
+    path: &Path,
+    name: &str,
+    sealed: &Sealed,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let undecryptable =
+        |reason: String| Error::SecretsUndecryptable { path: path.to_path_buf(), reason };
+    let nonce = B64
+        .decode(&sealed.nonce)
+        .map_err(|_| undecryptable(format!("secret {name:?}: nonce is not base64")))?;
+    if nonce.len() != 12 {
+        return Err(undecryptable(format!("secret {name:?}: nonce is not 96 bits")));
+    }
+    let ciphertext = B64
+        .decode(&sealed.ciphertext)
+        .map_err(|_| undecryptable(format!("secret {name:?}: ciphertext is not base64")))?;
+    key.cipher()
+        .decrypt(Nonce::from_slice(&nonce), Payload { msg: &ciphertext, aad: &aad(name) })
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            undecryptable(format!("secret {name:?} failed authentication (wrong key, or altered)"))
+        })
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
