@@ -44,6 +44,9 @@ pub enum Command {
     /// The response cache kept in the store: stats, entries, reads, removal.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Encrypted secrets (API keys, tokens): set, get, list, remove, backup, restore, rotate.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -240,4 +243,43 @@ pub enum CacheCommand {
         #[arg(long)]
         namespace: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Store a secret. The value is read from the terminal without echo, or from stdin with
+    /// --from-stdin; never from the command line.
+    Set {
+        /// The secret's name (A-Z a-z 0-9 . _ -).
+        name: String,
+        /// Read the value from stdin (one trailing newline is dropped).
+        #[arg(long)]
+        from_stdin: bool,
+    },
+    /// Say whether a secret is set; print its value only with --reveal.
+    Get {
+        /// The secret's name.
+        name: String,
+        /// Print the value.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// List secret names and when they changed.
+    Ls,
+    /// Remove a secret.
+    Rm {
+        /// The secret's name.
+        name: String,
+    },
+    /// Where the master key comes from, and how strong that is.
+    Status,
+    /// Store the encrypted secrets file in the content store (pinned); prints its CID.
+    Backup,
+    /// Replace the secrets with an encrypted backup, after checking it opens with the current key.
+    Restore {
+        /// The backup's CID.
+        cid: String,
+    },
+    /// Re-encrypt every secret under a new master key (key-file source).
+    RotateKey,
 }

@@ -33,6 +33,8 @@ pub const ENV_STORAGE_FORCE_LOCAL: &str = "STORAGE_FORCE_LOCAL";
 pub const ENV_IPFS_KIT_DISABLE: &str = "IPFS_KIT_DISABLE";
 /// Set by CI systems; remote tiers are off in CI unless explicitly enabled.
 pub const ENV_CI: &str = "CI";
+/// Environment variable naming the master-key file of the secret store.
+pub const ENV_MASTER_KEY_FILE: &str = "IPFS_ACCELERATE_MASTER_KEY_FILE";
 
 /// Where a configuration value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +108,7 @@ pub struct Config {
     data_dir: Setting<PathBuf>,
     storage: StorageConfig,
     ci: Setting<bool>,
+    key_file: Setting<PathBuf>,
 }
 
 /// One row of `config show`.
@@ -230,7 +233,21 @@ impl Config {
         };
         let ci = bool_setting(None, ENV_CI)?;
 
-        Ok(Config { config_file, data_dir, storage, ci })
+        // secrets.key_file: beside the config, never in the data directory with the ciphertext.
+        let default_key_file = match &dirs {
+            Some(d) => d.config_dir().join("master.key"),
+            None => PathBuf::new(),
+        };
+        let mut key_file = Setting::default(default_key_file);
+        if let Some(path) = &file.secrets.key_file {
+            let base = config_file.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
+            key_file.set(base.join(path), from_file());
+        }
+        if let Some(path) = env(ENV_MASTER_KEY_FILE) {
+            key_file.set(PathBuf::from(path), Source::Env(ENV_MASTER_KEY_FILE));
+        }
+
+        Ok(Config { config_file, data_dir, storage, ci, key_file })
     }
 
     /// The config file that was read, if one was.
@@ -253,6 +270,11 @@ impl Config {
         &self.ci
     }
 
+    /// The master-key file of the secret store (used unless `IPFS_ACCELERATE_MASTER_KEY` is set).
+    pub fn key_file(&self) -> &Setting<PathBuf> {
+        &self.key_file
+    }
+
     /// Every setting with its value and source, in a stable order, for `config show`.
     pub fn entries(&self) -> Vec<ConfigEntry> {
         fn entry<T: serde::Serialize>(key: &'static str, s: &Setting<T>) -> ConfigEntry {
@@ -273,6 +295,7 @@ impl Config {
             entry("storage.force_local", &self.storage.force_local),
             entry("storage.ipfs_kit_disable", &self.storage.ipfs_kit_disable),
             entry("ci", &self.ci),
+            entry("secrets.key_file", &self.key_file),
         ]
     }
 }
@@ -341,6 +364,14 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     #[serde(default)]
     storage: FileStorage,
+    #[serde(default)]
+    secrets: FileSecrets,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecrets {
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -146,6 +146,20 @@ pub enum Error {
         /// The problem.
         reason: String,
     },
+    /// No master key: none in the environment and no key file.
+    #[error("no master key: IPFS_ACCELERATE_MASTER_KEY is not set and {path} does not exist (`secrets set` creates it)")]
+    NoMasterKey {
+        /// The key file looked for.
+        path: PathBuf,
+    },
+    /// No credential for a provider anywhere it may come from.
+    #[error("no credential for {provider}: tried {tried}")]
+    MissingCredential {
+        /// The provider.
+        provider: String,
+        /// Where it was looked for.
+        tried: String,
+    },
     /// A cache key or namespace that cannot be used.
     #[error("invalid cache key: {reason}")]
     InvalidCacheKey {
@@ -191,6 +205,8 @@ impl Error {
             Error::InvalidCacheKey { .. } => "invalid_cache_key",
             Error::SecretsUndecryptable { .. } => "secrets_undecryptable",
             Error::KeyFile { .. } => "key_file",
+            Error::NoMasterKey { .. } => "no_master_key",
+            Error::MissingCredential { .. } => "missing_credential",
             Error::Task(_) => "task",
             Error::Io { .. } => "io",
         }

@@ -173,6 +173,35 @@ impl MasterKey {
             .map_err(|e| Error::io("write key file", path, e))
     }
 
+    /// The key `config` selects: [`ENV_MASTER_KEY`] when set (an explicit choice), else the
+    /// key file `secrets.key_file`. With `create`, a missing key file is generated (mode 0600,
+    /// in a 0700 directory); without, it is [`Error::NoMasterKey`].
+    pub fn resolve(config: &crate::config::Config, create: bool) -> Result<MasterKey> {
+        if let Some(value) = std::env::var(ENV_MASTER_KEY).ok().filter(|v| !v.is_empty()) {
+            return MasterKey::from_env_value(&value);
+        }
+        let path = &config.key_file().value;
+        match std::fs::metadata(path) {
+            Ok(_) => MasterKey::from_file(path),
+            Err(e) if e.kind() == ErrorKind::NotFound && create => {
+                if let Some(dir) = path.parent() {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
+                        .map_err(|e| Error::io("create directory", dir, e))?;
+                }
+                MasterKey::generate().write_new_file(path)?;
+                tracing::info!(path = %path.display(), "generated a new master key file");
+                MasterKey::from_file(path)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(Error::NoMasterKey { path: path.clone() })
+            }
+            Err(e) => Err(Error::io("stat key file", path, e)),
+        }
+    }
+
     /// Where this key came from.
     pub fn source(&self) -> &KeySource {
         &self.source
@@ -246,6 +275,59 @@ impl SecretStore {
         let store = SecretStore { dir, key };
         store.read_file()?; // fail now, not on first use, if the key is wrong
         Ok(store)
+    }
+
+    /// The store in `<data_dir>/secrets` under the key `config` selects (see
+    /// [`MasterKey::resolve`]). If the key file does not open the store but the pending key of
+    /// an interrupted [`SecretStore::rotate_key_file`] does, that rotation is finished first.
+    pub fn open_config(config: &crate::config::Config, create_key: bool) -> Result<SecretStore> {
+        let dir = config.data_dir().value.join("secrets");
+        let key = MasterKey::resolve(config, create_key)?;
+        let key_file = match key.source() {
+            KeySource::File { path } => Some(path.clone()),
+            _ => None,
+        };
+        match SecretStore::open(&dir, key) {
+            Err(Error::SecretsUndecryptable { .. })
+                if key_file.as_deref().is_some_and(|k| pending(k).exists()) =>
+            {
+                let key_file = key_file.unwrap_or_default();
+                let next = pending(&key_file);
+                SecretStore::open(&dir, MasterKey::from_file(&next)?)?;
+                std::fs::rename(&next, &key_file).map_err(|e| Error::io("rename", &key_file, e))?;
+                tracing::warn!(key_file = %key_file.display(), "finished an interrupted key rotation");
+                SecretStore::open(&dir, MasterKey::from_file(&key_file)?)
+            }
+            other => other,
+        }
+    }
+
+    /// Rotates to a fresh key kept in this store's key file: the new key is written to
+    /// `<key file>.next` (0600) before any secret depends on it, the secrets are re-encrypted
+    /// atomically, then the new key is renamed over the old. An interruption at any point
+    /// leaves a store that [`SecretStore::open_config`] opens (finishing the rotation).
+    /// Returns the rotated store and the number of secrets.
+    pub fn rotate_key_file(self) -> Result<(SecretStore, usize)> {
+        let KeySource::File { path } = self.key.source().clone() else {
+            return Err(Error::KeyFile {
+                path: PathBuf::from(ENV_MASTER_KEY),
+                reason: "rotation needs the key-file source; the key comes from the environment: unset it to use the key file".into(),
+            });
+        };
+        let next = pending(&path);
+        // A pending key from a rotation interrupted before re-encryption is unused (this key
+        // opened the store), so it can go.
+        match std::fs::remove_file(&next) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &next, e)),
+        }
+        MasterKey::generate().write_new_file(&next)?;
+        let count = self.list()?.len();
+        let rotated = self.rotate_key(MasterKey::from_file(&next)?)?;
+        std::fs::rename(&next, &path).map_err(|e| Error::io("rename", &path, e))?;
+        let store = SecretStore { dir: rotated.dir, key: MasterKey::from_file(&path)? };
+        Ok((store, count))
     }
 
     /// The key's source.
@@ -327,6 +409,38 @@ impl SecretStore {
         self.write_file(&rotated)?;
         self.audit("rotate-key", "*")?;
         Ok(SecretStore { dir: self.dir, key: new_key })
+    }
+
+    /// Replaces the store with an encrypted backup (as [`SecretStore::encrypted_bytes`] gave it),
+    /// after checking that the backup and every secret in it open with this store's key.
+    /// Returns the number of secrets restored. Nothing is written if any check fails.
+    pub fn restore(&self, backup: &[u8]) -> Result<usize> {
+        let source = PathBuf::from("<backup>");
+        let file: StoreFile =
+            serde_json::from_slice(backup).map_err(|e| Error::SecretsUndecryptable {
+                path: source.clone(),
+                reason: format!("not a secrets backup ({e})"),
+            })?;
+        if file.format != FORMAT {
+            return Err(Error::SecretsUndecryptable {
+                path: source,
+                reason: format!("unknown format {:?}", file.format),
+            });
+        }
+        open_sealed(&self.key, &source, "__check__", &file.check).map_err(|_| {
+            Error::SecretsUndecryptable {
+                path: source.clone(),
+                reason: "the current master key does not open this backup; nothing was restored"
+                    .into(),
+            }
+        })?;
+        for (name, entry) in &file.secrets {
+            open_sealed(&self.key, &source, name, &entry.sealed)?;
+        }
+        let _lock = self.lock()?;
+        self.write_file(&file)?;
+        self.audit("restore", "*")?;
+        Ok(file.secrets.len())
     }
 
     /// The encrypted file's bytes (for an encrypted backup; no plaintext).
@@ -449,6 +563,13 @@ impl SecretStore {
     }
 }
 
+/// The pending key file of a rotation in progress.
+fn pending(key_file: &Path) -> PathBuf {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(".next");
+    PathBuf::from(name)
+}
+
 fn validate(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -503,4 +624,47 @@ fn open_sealed(
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Environment variables the Python original read for each provider's key, in order.
+pub fn provider_env_vars(provider: &str) -> &'static [&'static str] {
+    match provider {
+        "openai" => &["OPENAI_API_KEY"],
+        "anthropic" => &["ANTHROPIC_API_KEY"],
+        "gemini" | "google" => &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+        "groq" => &["GROQ_API_KEY"],
+        "github" => &["GH_TOKEN", "GITHUB_TOKEN"],
+        "hf" | "huggingface" => &["HF_TOKEN", "HUGGINGFACE_HUB_TOKEN", "HF_API_TOKEN"],
+        "vastai" => &["VASTAI_API_KEY", "VAST_API_KEY"],
+        _ => &[],
+    }
+}
+
+/// A provider's credential: the secret named `provider` in `store` if there is one, else the
+/// first of the provider's environment variables that is set, else
+/// [`Error::MissingCredential`] naming everything tried. Never a placeholder.
+pub fn provider_key(store: Option<&SecretStore>, provider: &str) -> Result<Secret> {
+    provider_key_with_env(store, provider, |var| std::env::var(var).ok())
+}
+
+/// [`provider_key`] with `env` standing in for the process environment.
+pub fn provider_key_with_env(
+    store: Option<&SecretStore>,
+    provider: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Secret> {
+    let mut tried = Vec::new();
+    if let Some(store) = store {
+        if let Some(secret) = store.get(provider)? {
+            return Ok(secret);
+        }
+        tried.push(format!("secret {provider:?}"));
+    }
+    for var in provider_env_vars(provider) {
+        if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+            return Ok(Secret::new(value));
+        }
+        tried.push(format!("${var}"));
+    }
+    Err(Error::MissingCredential { provider: provider.to_string(), tried: tried.join(", ") })
 }

@@ -278,3 +278,56 @@ fn secrets_never_reach_debug_output_or_logs() {
     assert!(logs.contains("[redacted]"), "{logs}");
     assert!(!logs.contains(VALUE), "{logs}");
 }
+
+#[test]
+fn an_interrupted_key_rotation_is_finished_by_the_next_open() {
+    use ipfs_accelerate_common::config::{Config, LoadOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("keys/master.key");
+    let env = |var: &str| match var {
+        "IPFS_ACCELERATE_DATA_DIR" => Some(dir.path().join("data").display().to_string()),
+        "IPFS_ACCELERATE_MASTER_KEY_FILE" => Some(key_file.display().to_string()),
+        "IPFS_ACCELERATE_CONFIG" => Some(dir.path().join("none.toml").display().to_string()),
+        _ => None,
+    };
+    std::fs::write(dir.path().join("none.toml"), "").unwrap();
+    let config = Config::load_with_env(&LoadOptions::default(), env).unwrap();
+    let store = SecretStore::open_config(&config, true).unwrap();
+    store.set("a", &Secret::new(VALUE.into())).unwrap();
+
+    // Crash between re-encryption and installing the new key: the pending key holds it.
+    let next = dir.path().join("keys/master.key.next");
+    MasterKey::generate().write_new_file(&next).unwrap();
+    let _rotated = store.rotate_key(MasterKey::from_file(&next).unwrap()).unwrap();
+    assert!(SecretStore::open(
+        dir.path().join("data/secrets"),
+        MasterKey::from_file(&key_file).unwrap()
+    )
+    .is_err());
+
+    let reopened = SecretStore::open_config(&config, false).unwrap();
+    assert_eq!(reopened.get("a").unwrap().unwrap().expose(), VALUE);
+    assert!(!next.exists(), "the pending key was installed");
+
+    // And a full rotation through the API.
+    let (rotated, count) = reopened.rotate_key_file().unwrap();
+    assert_eq!(count, 1);
+    assert_eq!(rotated.get("a").unwrap().unwrap().expose(), VALUE);
+    assert!(!next.exists());
+}
+
+#[test]
+fn provider_keys_prefer_the_store_then_the_original_variables_then_a_typed_error() {
+    use ipfs_accelerate_common::secrets::provider_key_with_env;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(dir.path().join("s"), key(1)).unwrap();
+    let env = |var: &str| (var == "HUGGINGFACE_HUB_TOKEN").then(|| "hf_from_env".to_string());
+    assert_eq!(provider_key_with_env(Some(&store), "hf", env).unwrap().expose(), "hf_from_env");
+    store.set("hf", &Secret::new("hf_from_store".into())).unwrap();
+    assert_eq!(provider_key_with_env(Some(&store), "hf", env).unwrap().expose(), "hf_from_store");
+    let err = provider_key_with_env(Some(&store), "openai", env).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingCredential { tried, .. } if tried.contains("$OPENAI_API_KEY")),
+        "{err}"
+    );
+}

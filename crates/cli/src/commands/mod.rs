@@ -2,6 +2,7 @@
 
 mod cache;
 mod config;
+mod secrets;
 mod storage;
 
 use clap::CommandFactory;
@@ -16,6 +17,10 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Cache(command) => {
             let config = load_config(&cli.global)?;
             runtime()?.block_on(cache::run(command, &config, out))
+        }
+        Command::Secrets(command) => {
+            let config = load_config(&cli.global)?;
+            runtime()?.block_on(secrets::run(command, &config, out))
         }
         Command::Storage(command) => {
             let config = load_config(&cli.global)?;
