@@ -40,6 +40,43 @@ pub fn ensure_installed(
     Ok(())
 }
 
+/// Makes sure `tool` is on PATH, installing Debian package `package` when it is not and this
+/// process may (root); otherwise says what to install.
+pub fn ensure_apt_tool(tool: &str, package: &str) -> anyhow::Result<()> {
+    let found = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if found(tool) {
+        return Ok(());
+    }
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !is_root {
+        bail!("{tool} is needed by the tests: install the Debian package {package} (sudo apt-get install {package})");
+    }
+    eprintln!("xtask: installing {package} for {tool}");
+    for args in
+        [&["update", "-qq"][..], &["install", "-y", "-qq", "--no-install-recommends", package][..]]
+    {
+        let status = Command::new("timeout")
+            .arg("600")
+            .arg("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()?;
+        if !status.success() {
+            bail!("apt-get {} failed ({status})", args.join(" "));
+        }
+    }
+    if !found(tool) {
+        bail!("{package} was installed but {tool} is still not on PATH");
+    }
+    Ok(())
+}
+
 /// A free TCP port on 127.0.0.1 (the OS picks; the listener is closed before returning).
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0")?;

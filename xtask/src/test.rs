@@ -30,6 +30,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         )?;
     }
 
+    // Tools the tests run: keyctl gives the keyring test a fresh kernel session keyring.
+    service::ensure_apt_tool("keyctl", "keyutils")?;
+
     // Servers the integration tests talk to; each stops when `services` drops, pass or fail.
     let services = Services::start_all(&root)?;
 

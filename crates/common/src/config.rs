@@ -33,6 +33,10 @@ pub const ENV_STORAGE_FORCE_LOCAL: &str = "STORAGE_FORCE_LOCAL";
 pub const ENV_IPFS_KIT_DISABLE: &str = "IPFS_KIT_DISABLE";
 /// Set by CI systems; remote tiers are off in CI unless explicitly enabled.
 pub const ENV_CI: &str = "CI";
+/// Environment variable choosing where the master key is kept: `file` or `keyring`.
+pub const ENV_KEY_SOURCE: &str = "IPFS_ACCELERATE_KEY_SOURCE";
+/// Environment variable naming the keyring service the master key is stored under.
+pub const ENV_KEYRING_SERVICE: &str = "IPFS_ACCELERATE_KEYRING_SERVICE";
 /// Environment variable naming the master-key file of the secret store.
 pub const ENV_MASTER_KEY_FILE: &str = "IPFS_ACCELERATE_MASTER_KEY_FILE";
 
@@ -109,6 +113,32 @@ pub struct Config {
     storage: StorageConfig,
     ci: Setting<bool>,
     key_file: Setting<PathBuf>,
+    key_source: Setting<KeyStorage>,
+    keyring_service: Setting<String>,
+}
+
+/// Where the secret store's master key is kept (`secrets.key_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStorage {
+    /// A 0600 file (`secrets.key_file`): durable; readable by anyone who can read the file.
+    #[default]
+    File,
+    /// The OS keyring (on Linux, the kernel keyutils session keyring, which is memory only:
+    /// the key is gone after logout or reboot).
+    Keyring,
+}
+
+impl std::str::FromStr for KeyStorage {
+    type Err = ();
+
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        match s {
+            "file" => Ok(KeyStorage::File),
+            "keyring" => Ok(KeyStorage::Keyring),
+            _ => Err(()),
+        }
+    }
 }
 
 /// One row of `config show`.
@@ -247,7 +277,33 @@ impl Config {
             key_file.set(PathBuf::from(path), Source::Env(ENV_MASTER_KEY_FILE));
         }
 
-        Ok(Config { config_file, data_dir, storage, ci, key_file })
+        let mut key_source = Setting::default(KeyStorage::default());
+        if let Some(text) = &file.secrets.key_source {
+            let value = text.parse().map_err(|()| Error::InvalidConfigValue {
+                key: "secrets.key_source",
+                value: text.clone(),
+                expected: KEY_SOURCE_EXPECTED,
+            })?;
+            key_source.set(value, from_file());
+        }
+        if let Some(text) = env(ENV_KEY_SOURCE) {
+            let value = text.parse().map_err(|()| Error::InvalidEnv {
+                var: ENV_KEY_SOURCE.into(),
+                value: text.clone(),
+                expected: KEY_SOURCE_EXPECTED,
+            })?;
+            key_source.set(value, Source::Env(ENV_KEY_SOURCE));
+        }
+
+        let mut keyring_service = Setting::default("ipfs-accelerate".to_string());
+        if let Some(service) = &file.secrets.keyring_service {
+            keyring_service.set(service.clone(), from_file());
+        }
+        if let Some(service) = env(ENV_KEYRING_SERVICE) {
+            keyring_service.set(service, Source::Env(ENV_KEYRING_SERVICE));
+        }
+
+        Ok(Config { config_file, data_dir, storage, ci, key_file, key_source, keyring_service })
     }
 
     /// The config file that was read, if one was.
@@ -275,6 +331,16 @@ impl Config {
         &self.key_file
     }
 
+    /// Where the master key is kept.
+    pub fn key_source(&self) -> &Setting<KeyStorage> {
+        &self.key_source
+    }
+
+    /// The keyring service the master key is stored under (`secrets.keyring_service`).
+    pub fn keyring_service(&self) -> &Setting<String> {
+        &self.keyring_service
+    }
+
     /// Every setting with its value and source, in a stable order, for `config show`.
     pub fn entries(&self) -> Vec<ConfigEntry> {
         fn entry<T: serde::Serialize>(key: &'static str, s: &Setting<T>) -> ConfigEntry {
@@ -295,13 +361,16 @@ impl Config {
             entry("storage.force_local", &self.storage.force_local),
             entry("storage.ipfs_kit_disable", &self.storage.ipfs_kit_disable),
             entry("ci", &self.ci),
+            entry("secrets.key_source", &self.key_source),
             entry("secrets.key_file", &self.key_file),
+            entry("secrets.keyring_service", &self.keyring_service),
         ]
     }
 }
 
 const PROFILE_EXPECTED: &str = "unixfs-v1-2025, unixfs-v0-2015 (alias legacy-cid-v0) or kubo-cidv1";
 const SIZE_EXPECTED: &str = "a byte count such as 1048576, 500MB or 20GiB";
+const KEY_SOURCE_EXPECTED: &str = "file or keyring";
 const BOOL_EXPECTED: &str = "one of 1, true, yes, on, 0, false, no, off";
 
 /// The one truthiness parser for environment values.
@@ -372,6 +441,8 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileSecrets {
     key_file: Option<PathBuf>,
+    key_source: Option<String>,
+    keyring_service: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -146,11 +146,17 @@ pub enum Error {
         /// The problem.
         reason: String,
     },
-    /// No master key: none in the environment and no key file.
-    #[error("no master key: IPFS_ACCELERATE_MASTER_KEY is not set and {path} does not exist (`secrets set` creates it)")]
+    /// No master key where the configuration says it is kept.
+    #[error("no master key: IPFS_ACCELERATE_MASTER_KEY is not set and {looked} holds none (`secrets set` creates one)")]
     NoMasterKey {
-        /// The key file looked for.
-        path: PathBuf,
+        /// Where it was looked for.
+        looked: String,
+    },
+    /// The OS keyring could not be used. Nothing falls back silently to a weaker key source.
+    #[error("OS keyring: {reason}")]
+    Keyring {
+        /// What failed.
+        reason: String,
     },
     /// No credential for a provider anywhere it may come from.
     #[error("no credential for {provider}: tried {tried}")]
@@ -206,6 +212,7 @@ impl Error {
             Error::SecretsUndecryptable { .. } => "secrets_undecryptable",
             Error::KeyFile { .. } => "key_file",
             Error::NoMasterKey { .. } => "no_master_key",
+            Error::Keyring { .. } => "keyring",
             Error::MissingCredential { .. } => "missing_credential",
             Error::Task(_) => "task",
             Error::Io { .. } => "io",

@@ -86,6 +86,13 @@ pub enum KeySource {
         /// The file.
         path: PathBuf,
     },
+    /// The OS keyring.
+    Keyring {
+        /// The keyring implementation.
+        backend: String,
+        /// The service name the key is stored under.
+        service: String,
+    },
     /// Given by the program (tests, embedding applications).
     Explicit,
 }
@@ -96,6 +103,7 @@ impl KeySource {
         match self {
             KeySource::Env => Some("the master key is in an environment variable: any process that can read this environment can decrypt the secrets"),
             KeySource::File { .. } => Some("the master key is in a file: anyone who can read that file can decrypt the secrets"),
+            KeySource::Keyring { .. } => Some("the Linux kernel keyring holds the key in memory only: it is gone after logout or reboot, and the secrets with it, unless the key is also kept elsewhere"),
             KeySource::Explicit => None,
         }
     }
@@ -174,32 +182,24 @@ impl MasterKey {
     }
 
     /// The key `config` selects: [`ENV_MASTER_KEY`] when set (an explicit choice), else the
-    /// key file `secrets.key_file`. With `create`, a missing key file is generated (mode 0600,
-    /// in a 0700 directory); without, it is [`Error::NoMasterKey`].
+    /// slot `secrets.key_source` names: the key file `secrets.key_file` or the OS keyring. With
+    /// `create`, an empty slot gets a fresh key (a file is created 0600 in a 0700 directory);
+    /// without, it is [`Error::NoMasterKey`]. An unusable keyring is an error, never a quiet
+    /// fallback to a weaker source.
     pub fn resolve(config: &crate::config::Config, create: bool) -> Result<MasterKey> {
         if let Some(value) = std::env::var(ENV_MASTER_KEY).ok().filter(|v| !v.is_empty()) {
             return MasterKey::from_env_value(&value);
         }
-        let path = &config.key_file().value;
-        match std::fs::metadata(path) {
-            Ok(_) => MasterKey::from_file(path),
-            Err(e) if e.kind() == ErrorKind::NotFound && create => {
-                if let Some(dir) = path.parent() {
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(dir)
-                        .map_err(|e| Error::io("create directory", dir, e))?;
-                }
-                MasterKey::generate().write_new_file(path)?;
-                tracing::info!(path = %path.display(), "generated a new master key file");
-                MasterKey::from_file(path)
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                Err(Error::NoMasterKey { path: path.clone() })
-            }
-            Err(e) => Err(Error::io("stat key file", path, e)),
+        let slot = Slot::of_config(config);
+        if let Some(key) = slot.read(false)? {
+            return Ok(key);
         }
+        if !create {
+            return Err(Error::NoMasterKey { looked: slot.describe() });
+        }
+        slot.write(false, &MasterKey::generate())?;
+        tracing::info!(slot = %slot.describe(), "generated a new master key");
+        slot.read(false)?.ok_or_else(|| Error::NoMasterKey { looked: slot.describe() })
     }
 
     /// Where this key came from.
@@ -278,56 +278,51 @@ impl SecretStore {
     }
 
     /// The store in `<data_dir>/secrets` under the key `config` selects (see
-    /// [`MasterKey::resolve`]). If the key file does not open the store but the pending key of
-    /// an interrupted [`SecretStore::rotate_key_file`] does, that rotation is finished first.
+    /// [`MasterKey::resolve`]). If that key does not open the store but the pending key of an
+    /// interrupted [`SecretStore::rotate_master_key`] does, that rotation is finished first.
     pub fn open_config(config: &crate::config::Config, create_key: bool) -> Result<SecretStore> {
         let dir = config.data_dir().value.join("secrets");
         let key = MasterKey::resolve(config, create_key)?;
-        let key_file = match key.source() {
-            KeySource::File { path } => Some(path.clone()),
-            _ => None,
-        };
-        match SecretStore::open(&dir, key) {
-            Err(Error::SecretsUndecryptable { .. })
-                if key_file.as_deref().is_some_and(|k| pending(k).exists()) =>
-            {
-                let key_file = key_file.unwrap_or_default();
-                let next = pending(&key_file);
-                SecretStore::open(&dir, MasterKey::from_file(&next)?)?;
-                std::fs::rename(&next, &key_file).map_err(|e| Error::io("rename", &key_file, e))?;
-                tracing::warn!(key_file = %key_file.display(), "finished an interrupted key rotation");
-                SecretStore::open(&dir, MasterKey::from_file(&key_file)?)
+        let slot = Slot::of_source(key.source());
+        match (SecretStore::open(&dir, key), slot) {
+            (Err(e @ Error::SecretsUndecryptable { .. }), Some(slot)) => {
+                let Some(pending) = slot.read(true)? else { return Err(e) };
+                SecretStore::open(&dir, pending)?;
+                slot.promote()?;
+                tracing::warn!(slot = %slot.describe(), "finished an interrupted key rotation");
+                let key = slot
+                    .read(false)?
+                    .ok_or_else(|| Error::NoMasterKey { looked: slot.describe() })?;
+                SecretStore::open(&dir, key)
             }
-            other => other,
+            (other, _) => other,
         }
     }
 
-    /// Rotates to a fresh key kept in this store's key file: the new key is written to
-    /// `<key file>.next` (0600) before any secret depends on it, the secrets are re-encrypted
-    /// atomically, then the new key is renamed over the old. An interruption at any point
-    /// leaves a store that [`SecretStore::open_config`] opens (finishing the rotation).
-    /// Returns the rotated store and the number of secrets.
-    pub fn rotate_key_file(self) -> Result<(SecretStore, usize)> {
-        let KeySource::File { path } = self.key.source().clone() else {
+    /// Rotates to a fresh key kept where the current one is (key file or keyring): the new key
+    /// is stored in a pending slot before any secret depends on it, the secrets are
+    /// re-encrypted atomically, then the pending key replaces the current one. An interruption
+    /// at any point leaves a store that [`SecretStore::open_config`] opens. Returns the rotated
+    /// store and the number of secrets.
+    pub fn rotate_master_key(self) -> Result<(SecretStore, usize)> {
+        let Some(slot) = Slot::of_source(self.key.source()) else {
             return Err(Error::KeyFile {
                 path: PathBuf::from(ENV_MASTER_KEY),
-                reason: "rotation needs the key-file source; the key comes from the environment: unset it to use the key file".into(),
+                reason: "rotation needs a key file or the keyring; this key comes from the environment: unset it".into(),
             });
         };
-        let next = pending(&path);
-        // A pending key from a rotation interrupted before re-encryption is unused (this key
-        // opened the store), so it can go.
-        match std::fs::remove_file(&next) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", &next, e)),
-        }
-        MasterKey::generate().write_new_file(&next)?;
+        // A pending key left by a rotation interrupted before re-encryption is unused (the
+        // current key opened the store), so it can go.
+        slot.remove_pending()?;
+        slot.write(true, &MasterKey::generate())?;
+        let pending =
+            slot.read(true)?.ok_or_else(|| Error::NoMasterKey { looked: slot.describe() })?;
         let count = self.list()?.len();
-        let rotated = self.rotate_key(MasterKey::from_file(&next)?)?;
-        std::fs::rename(&next, &path).map_err(|e| Error::io("rename", &path, e))?;
-        let store = SecretStore { dir: rotated.dir, key: MasterKey::from_file(&path)? };
-        Ok((store, count))
+        let rotated = self.rotate_key(pending)?;
+        slot.promote()?;
+        let key =
+            slot.read(false)?.ok_or_else(|| Error::NoMasterKey { looked: slot.describe() })?;
+        Ok((SecretStore { dir: rotated.dir, key }, count))
     }
 
     /// The key's source.
@@ -563,11 +558,169 @@ impl SecretStore {
     }
 }
 
-/// The pending key file of a rotation in progress.
-fn pending(key_file: &Path) -> PathBuf {
-    let mut name = key_file.as_os_str().to_owned();
-    name.push(".next");
-    PathBuf::from(name)
+/// Where a master key is kept durably enough to rotate: a file, or a keyring entry; each has
+/// a current and a pending place.
+enum Slot {
+    File(PathBuf),
+    Keyring(String),
+}
+
+impl Slot {
+    fn of_config(config: &crate::config::Config) -> Slot {
+        match config.key_source().value {
+            crate::config::KeyStorage::File => Slot::File(config.key_file().value.clone()),
+            crate::config::KeyStorage::Keyring => {
+                Slot::Keyring(config.keyring_service().value.clone())
+            }
+        }
+    }
+
+    fn of_source(source: &KeySource) -> Option<Slot> {
+        match source {
+            KeySource::File { path } => Some(Slot::File(path.clone())),
+            KeySource::Keyring { service, .. } => Some(Slot::Keyring(service.clone())),
+            KeySource::Env | KeySource::Explicit => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Slot::File(path) => format!("key file {}", path.display()),
+            Slot::Keyring(service) => format!("the OS keyring (service {service})"),
+        }
+    }
+
+    fn file_path(path: &Path, pending: bool) -> PathBuf {
+        if !pending {
+            return path.to_path_buf();
+        }
+        let mut name = path.as_os_str().to_owned();
+        name.push(".next");
+        PathBuf::from(name)
+    }
+
+    fn read(&self, pending: bool) -> Result<Option<MasterKey>> {
+        match self {
+            Slot::File(path) => {
+                let path = Slot::file_path(path, pending);
+                match std::fs::metadata(&path) {
+                    Ok(_) => MasterKey::from_file(&path).map(Some),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io("stat key file", &path, e)),
+                }
+            }
+            Slot::Keyring(service) => keyring::read(service, pending),
+        }
+    }
+
+    fn write(&self, pending: bool, key: &MasterKey) -> Result<()> {
+        match self {
+            Slot::File(path) => {
+                let path = Slot::file_path(path, pending);
+                if let Some(dir) = path.parent() {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
+                        .map_err(|e| Error::io("create directory", dir, e))?;
+                }
+                key.write_new_file(&path)
+            }
+            Slot::Keyring(service) => keyring::write(service, pending, key),
+        }
+    }
+
+    fn promote(&self) -> Result<()> {
+        match self {
+            Slot::File(path) => {
+                let pending = Slot::file_path(path, true);
+                std::fs::rename(&pending, path).map_err(|e| Error::io("rename", path, e))
+            }
+            Slot::Keyring(service) => {
+                let key = keyring::read(service, true)?
+                    .ok_or_else(|| Error::Keyring { reason: "the pending key vanished".into() })?;
+                keyring::write(service, false, &key)?;
+                keyring::remove(service, true)
+            }
+        }
+    }
+
+    fn remove_pending(&self) -> Result<()> {
+        match self {
+            Slot::File(path) => {
+                let pending = Slot::file_path(path, true);
+                match std::fs::remove_file(&pending) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(Error::io("remove", &pending, e)),
+                }
+            }
+            Slot::Keyring(service) => keyring::remove(service, true),
+        }
+    }
+}
+
+/// The OS keyring through `keyring-core`: on Linux the kernel keyutils store.
+mod keyring {
+    use std::sync::Arc;
+
+    use keyring_core::{CredentialStore, Entry};
+    use zeroize::Zeroizing;
+
+    use super::{KeySource, MasterKey};
+    use crate::{Error, Result};
+
+    fn err(e: impl std::fmt::Display) -> Error {
+        Error::Keyring { reason: e.to_string() }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn store() -> Result<(Arc<CredentialStore>, &'static str)> {
+        let store: Arc<CredentialStore> =
+            linux_keyutils_keyring_store::Store::new().map_err(err)?;
+        Ok((store, "linux-keyutils"))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn store() -> Result<(Arc<CredentialStore>, &'static str)> {
+        Err(Error::Keyring { reason: "no keyring backend is built for this platform yet; use secrets.key_source = \"file\"".into() })
+    }
+
+    fn entry(service: &str, pending: bool) -> Result<(Entry, &'static str)> {
+        let (store, backend) = store()?;
+        let user = if pending { "master-key.next" } else { "master-key" };
+        Ok((Entry::new_in_store(&store, service, user).map_err(err)?, backend))
+    }
+
+    pub(super) fn read(service: &str, pending: bool) -> Result<Option<MasterKey>> {
+        let (entry, backend) = entry(service, pending)?;
+        match entry.get_secret() {
+            Ok(bytes) => {
+                let bytes = Zeroizing::new(bytes);
+                let key: [u8; 32] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Keyring { reason: format!("the stored key is {} bytes, not 32", bytes.len()) })?;
+                let source = KeySource::Keyring { backend: backend.into(), service: service.into() };
+                Ok(Some(MasterKey { key: Zeroizing::new(key), source }))
+            }
+            Err(keyring_core::Error::NoEntry) => Ok(None),
+            Err(e) => Err(err(format!("{e} (on Linux the kernel keyring works inside a login session; try `keyctl session -`)"))),
+        }
+    }
+
+    pub(super) fn write(service: &str, pending: bool, key: &MasterKey) -> Result<()> {
+        let (entry, _) = entry(service, pending)?;
+        entry.set_secret(key.key.as_slice()).map_err(|e| err(format!("storing the key: {e}")))
+    }
+
+    pub(super) fn remove(service: &str, pending: bool) -> Result<()> {
+        let (entry, _) = entry(service, pending)?;
+        match entry.delete_credential() {
+            Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
+            Err(e) => Err(err(e)),
+        }
+    }
 }
 
 fn validate(name: &str) -> Result<()> {

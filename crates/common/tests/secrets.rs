@@ -310,7 +310,7 @@ fn an_interrupted_key_rotation_is_finished_by_the_next_open() {
     assert!(!next.exists(), "the pending key was installed");
 
     // And a full rotation through the API.
-    let (rotated, count) = reopened.rotate_key_file().unwrap();
+    let (rotated, count) = reopened.rotate_master_key().unwrap();
     assert_eq!(count, 1);
     assert_eq!(rotated.get("a").unwrap().unwrap().expose(), VALUE);
     assert!(!next.exists());

@@ -57,9 +57,9 @@ pub async fn run(command: SecretsCommand, config: &Config, out: &Output) -> anyh
             let body = json!({
                 "directory": dir,
                 "key_source": source,
+                "configured": config.key_source().value,
                 "key_file": config.key_file().value,
                 "warning": warning,
-                "keyring": "not yet supported: the master key comes from IPFS_ACCELERATE_MASTER_KEY or the key file",
                 "secrets": secrets,
             });
             out.emit(&body, || {
@@ -99,10 +99,9 @@ pub async fn run(command: SecretsCommand, config: &Config, out: &Output) -> anyh
             })
         }
         SecretsCommand::RotateKey => {
-            let (_, count) = open(config, false)?.rotate_key_file()?;
-            let path = config.key_file().value.clone();
-            out.emit(&json!({ "rotated": count, "key_file": path }), || {
-                println!("re-encrypted {count} secrets under a new key in {}", path.display())
+            let (_, count) = open(config, false)?.rotate_master_key()?;
+            out.emit(&json!({ "rotated": count }), || {
+                println!("re-encrypted {count} secrets under a new master key")
             })
         }
     }
