@@ -21,7 +21,7 @@
 //! store.set("openai_api_key", &Secret::new("sk-test".into()))?;
 //! assert_eq!(store.get("openai_api_key")?.unwrap().expose(), "sk-test");
 //! assert_eq!(format!("{:?}", store.get("openai_api_key")?.unwrap()), "[redacted]");
-//! # Ok::<(), ipfs_accelerate_common::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::BTreeMap;
