@@ -168,3 +168,30 @@ fn backup_wipe_restore_and_rotate_key() {
     env.cmd().args(["secrets", "get", "hf", "--reveal"]).assert().success().stdout("hf_second\n");
     env.no_plaintext_anywhere();
 }
+
+#[test]
+fn concurrent_processes_setting_secrets_lose_none() {
+    let env = Env::new();
+    env.set("seed", "creates-the-key-first");
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let home = env.home.path().to_path_buf();
+            std::thread::spawn(move || {
+                for i in 0..8 {
+                    let mut cmd = tests::cli(&home);
+                    cmd.env("IPFS_ACCELERATE_DATA_DIR", home.join("data"));
+                    cmd.args(["secrets", "set", &format!("p{w}-{i}"), "--from-stdin"])
+                        .write_stdin(format!("v{w}-{i}"))
+                        .assert()
+                        .success();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let listed = env.json(&["secrets", "ls"]);
+    assert_eq!(listed.as_array().unwrap().len(), 33);
+    env.cmd().args(["secrets", "get", "p2-7", "--reveal"]).assert().success().stdout("v2-7\n");
+}
