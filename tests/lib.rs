@@ -57,3 +57,50 @@ pub fn cli_std(home: &std::path::Path) -> Command {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     cmd
 }
+
+/// A private home for one test: XDG directories and the data directory inside a temp dir.
+pub struct Env {
+    home: tempfile::TempDir,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
+impl Env {
+    /// A fresh, empty home.
+    pub fn new() -> Env {
+        Env { home: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &std::path::Path {
+        self.home.path()
+    }
+
+    /// The binary with this home's environment and data directory.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.std_cmd())
+    }
+
+    /// [`Env::cmd`] as a plain `std::process::Command` (to stream stdin or kill the child).
+    pub fn std_cmd(&self) -> Command {
+        let mut cmd = cli_std(self.home());
+        cmd.env("IPFS_ACCELERATE_DATA_DIR", self.home().join("data"));
+        cmd
+    }
+
+    /// Runs `--json ARGS`, asserts success, and parses stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let output = self.cmd().arg("--json").args(args).output().expect("run the binary");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+    }
+}

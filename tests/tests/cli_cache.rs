@@ -6,30 +6,13 @@ use ipfs_accelerate_common::cache::{Cache, CacheConfig, CacheKey, PutOptions};
 use ipfs_accelerate_common::store::{Store, StoreOptions};
 use predicates::prelude::*;
 use serde_json::{json, Value};
-
-struct Env {
-    home: tempfile::TempDir,
-}
-
-impl Env {
-    fn cmd(&self) -> assert_cmd::Command {
-        let mut cmd = tests::cli(self.home.path());
-        cmd.env("IPFS_ACCELERATE_DATA_DIR", self.home.path().join("data"));
-        cmd
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let output = self.cmd().arg("--json").args(args).output().unwrap();
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        serde_json::from_slice(&output.stdout).unwrap()
-    }
-}
+use tests::Env;
 
 /// Stores two entries the way a backend would, through the library, in the CLI's store.
 fn populated() -> (Env, CacheKey) {
-    let env = Env { home: tempfile::tempdir().unwrap() };
+    let env = Env::new();
     let key = CacheKey::canonical("llm", &json!({"model": "m", "prompt": "hi"})).unwrap();
-    let store_dir = env.home.path().join("data/store");
+    let store_dir = env.home().join("data/store");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let cache = Cache::new(

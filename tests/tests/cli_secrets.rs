@@ -7,56 +7,30 @@ use std::os::unix::fs::PermissionsExt;
 
 use predicates::prelude::*;
 use serde_json::Value;
+use tests::Env;
 
 const VALUE: &str = "sk-e2e-0ddba11-plaintext-marker";
 
-struct Env {
-    home: tempfile::TempDir,
+fn set(env: &Env, name: &str, value: &str) {
+    env.cmd()
+        .args(["secrets", "set", name, "--from-stdin"])
+        .write_stdin(format!("{value}\n"))
+        .assert()
+        .success();
 }
 
-impl Env {
-    fn new() -> Env {
-        Env { home: tempfile::tempdir().unwrap() }
-    }
+fn key_file(env: &Env) -> std::path::PathBuf {
+    env.home().join("config/ipfs-accelerate/master.key")
+}
 
-    fn cmd(&self) -> assert_cmd::Command {
-        let mut cmd = tests::cli(self.home.path());
-        cmd.env("IPFS_ACCELERATE_DATA_DIR", self.home.path().join("data"));
-        cmd
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let output = self.cmd().arg("--json").args(args).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
-    }
-
-    fn set(&self, name: &str, value: &str) {
-        self.cmd()
-            .args(["secrets", "set", name, "--from-stdin"])
-            .write_stdin(format!("{value}\n"))
-            .assert()
-            .success();
-    }
-
-    fn key_file(&self) -> std::path::PathBuf {
-        self.home.path().join("config/ipfs-accelerate/master.key")
-    }
-
-    fn no_plaintext_anywhere(&self) {
-        for dir in ["data", "config"] {
-            for (path, bytes) in walk(&self.home.path().join(dir)) {
-                assert!(
-                    !String::from_utf8_lossy(&bytes).contains(VALUE),
-                    "plaintext in {}",
-                    path.display()
-                );
-            }
+fn no_plaintext_anywhere(env: &Env) {
+    for dir in ["data", "config"] {
+        for (path, bytes) in walk(&env.home().join(dir)) {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(VALUE),
+                "plaintext in {}",
+                path.display()
+            );
         }
     }
 }
@@ -78,8 +52,8 @@ fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 #[test]
 fn set_get_ls_rm_with_a_generated_key_file() {
     let env = Env::new();
-    env.set("openai", VALUE);
-    assert_eq!(std::fs::metadata(env.key_file()).unwrap().permissions().mode() & 0o777, 0o600);
+    set(&env, "openai", VALUE);
+    assert_eq!(std::fs::metadata(key_file(&env)).unwrap().permissions().mode() & 0o777, 0o600);
     env.cmd()
         .args(["secrets", "get", "openai"])
         .assert()
@@ -94,7 +68,7 @@ fn set_get_ls_rm_with_a_generated_key_file() {
     let status = env.json(&["secrets", "status"]);
     assert_eq!(status["key_source"]["kind"], "file");
     assert!(status["warning"].as_str().unwrap().contains("file"));
-    env.no_plaintext_anywhere();
+    no_plaintext_anywhere(&env);
     env.json(&["secrets", "rm", "openai"]);
     env.cmd()
         .args(["secrets", "get", "openai"])
@@ -118,8 +92,8 @@ fn values_never_come_from_argv_and_a_missing_terminal_is_explained() {
 #[test]
 fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
     let env = Env::new();
-    env.set("a", VALUE);
-    let file = env.home.path().join("data/secrets/secrets.enc");
+    set(&env, "a", VALUE);
+    let file = env.home().join("data/secrets/secrets.enc");
     let before = std::fs::read(&file).unwrap();
     let other_key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
     let output = env
@@ -138,15 +112,15 @@ fn a_wrong_key_is_a_clear_error_and_changes_nothing() {
 #[test]
 fn backup_wipe_restore_and_rotate_key() {
     let env = Env::new();
-    env.set("openai", VALUE);
-    env.set("hf", "hf_second");
+    set(&env, "openai", VALUE);
+    set(&env, "hf", "hf_second");
     let cid = env.json(&["secrets", "backup"])["cid"].as_str().unwrap().to_string();
     // The backup in the CAS is the ciphertext, never the plaintext.
     let stored = env.cmd().args(["storage", "cat", &cid]).output().unwrap();
     assert!(!String::from_utf8_lossy(&stored.stdout).contains(VALUE));
     assert_eq!(env.json(&["storage", "stat", &cid])["pinned"], "recursive");
 
-    std::fs::remove_dir_all(env.home.path().join("data/secrets")).unwrap();
+    std::fs::remove_dir_all(env.home().join("data/secrets")).unwrap();
     env.cmd().args(["secrets", "get", "openai"]).assert().failure();
     assert_eq!(env.json(&["secrets", "restore", &cid])["restored"], 2);
     env.cmd()
@@ -155,9 +129,9 @@ fn backup_wipe_restore_and_rotate_key() {
         .success()
         .stdout(format!("{VALUE}\n"));
 
-    let old_key = std::fs::read(env.key_file()).unwrap();
+    let old_key = std::fs::read(key_file(&env)).unwrap();
     assert_eq!(env.json(&["secrets", "rotate-key"])["rotated"], 2);
-    assert_ne!(std::fs::read(env.key_file()).unwrap(), old_key);
+    assert_ne!(std::fs::read(key_file(&env)).unwrap(), old_key);
     env.cmd().args(["secrets", "get", "hf", "--reveal"]).assert().success().stdout("hf_second\n");
     // The old backup no longer opens under the new key, and restoring it changes nothing.
     env.cmd()
@@ -166,16 +140,16 @@ fn backup_wipe_restore_and_rotate_key() {
         .failure()
         .stderr(predicate::str::contains("does not open this backup"));
     env.cmd().args(["secrets", "get", "hf", "--reveal"]).assert().success().stdout("hf_second\n");
-    env.no_plaintext_anywhere();
+    no_plaintext_anywhere(&env);
 }
 
 #[test]
 fn concurrent_processes_setting_secrets_lose_none() {
     let env = Env::new();
-    env.set("seed", "creates-the-key-first");
+    set(&env, "seed", "creates-the-key-first");
     let workers: Vec<_> = (0..4)
         .map(|w| {
-            let home = env.home.path().to_path_buf();
+            let home = env.home().to_path_buf();
             std::thread::spawn(move || {
                 for i in 0..8 {
                     let mut cmd = tests::cli(&home);

@@ -10,52 +10,25 @@ use std::process::Stdio;
 use predicates::prelude::*;
 use serde_json::Value;
 use tests::kubo;
+use tests::Env;
 
-struct Env {
-    home: tempfile::TempDir,
+fn file(env: &Env, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = env.home().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
 }
 
-impl Env {
-    fn new() -> Env {
-        Env { home: tempfile::tempdir().unwrap() }
-    }
-
-    fn cmd(&self) -> assert_cmd::Command {
-        let mut cmd = tests::cli(self.home.path());
-        cmd.env("IPFS_ACCELERATE_DATA_DIR", self.home.path().join("data"));
-        cmd
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> std::path::PathBuf {
-        let path = self.home.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    fn std_cmd(&self) -> std::process::Command {
-        let mut cmd = tests::cli_std(self.home.path());
-        cmd.env("IPFS_ACCELERATE_DATA_DIR", self.home.path().join("data"));
-        cmd
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let output = self.cmd().arg("--json").args(args).output().unwrap();
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stdout));
-        serde_json::from_slice(&output.stdout).unwrap()
-    }
-
-    fn store_files(&self) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-        let mut files = Vec::new();
-        collect(&self.home.path().join("data/store/blocks"), &mut files);
-        files.sort();
-        files
-            .into_iter()
-            .map(|p| {
-                let bytes = std::fs::read(&p).unwrap();
-                (p, bytes)
-            })
-            .collect()
-    }
+fn store_files(env: &Env) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    collect(&env.home().join("data/store/blocks"), &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
 }
 
 fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
@@ -108,7 +81,7 @@ fn add_cat_get_stat_round_trip_with_json() {
     let env = Env::new();
     let mut data = vec![0u8; 3 << 20];
     kubo::KuboBytes::new("cli", data.len() as u64).read_exact(&mut data).unwrap();
-    let input = env.file("input.bin", &data);
+    let input = file(&env, "input.bin", &data);
     let added =
         env.json(&["storage", "add", "--pin", "--name", "models/test", input.to_str().unwrap()]);
     let cid = added["cid"].as_str().unwrap().to_string();
@@ -125,7 +98,7 @@ fn add_cat_get_stat_round_trip_with_json() {
         .unwrap();
     assert_eq!(range.stdout, data[1048570..1048582]);
 
-    let out = env.home.path().join("out.bin");
+    let out = env.home().join("out.bin");
     env.json(&["storage", "get", &cid, "-o", out.to_str().unwrap()]);
     assert_eq!(std::fs::read(&out).unwrap(), data);
 
@@ -147,8 +120,8 @@ fn add_cat_get_stat_round_trip_with_json() {
 #[test]
 fn gc_reports_freed_bytes_and_keeps_pinned_content() {
     let env = Env::new();
-    let keep = env.file("keep", b"keep me");
-    let drop = env.file("drop", &vec![9u8; 100_000]);
+    let keep = file(&env, "keep", b"keep me");
+    let drop = file(&env, "drop", &vec![9u8; 100_000]);
     let kept = env.json(&["storage", "add", "--pin", keep.to_str().unwrap()]);
     env.json(&["storage", "add", drop.to_str().unwrap()]);
     let gc = env.json(&["storage", "gc"]);
@@ -163,13 +136,13 @@ fn gc_reports_freed_bytes_and_keeps_pinned_content() {
 #[test]
 fn car_export_and_import_through_the_cli() {
     let env = Env::new();
-    let input = env.file("in", &vec![3u8; 2_500_000]);
+    let input = file(&env, "in", &vec![3u8; 2_500_000]);
     let cid = env.json(&["storage", "add", "--profile", "kubo-cidv1", input.to_str().unwrap()])
         ["cid"]
         .as_str()
         .unwrap()
         .to_string();
-    let car = env.home.path().join("x.car");
+    let car = env.home().join("x.car");
     let exported = env.json(&["storage", "export", &cid, "-o", car.to_str().unwrap()]);
     assert!(exported["blocks"].as_u64().unwrap() >= 2);
 
@@ -184,12 +157,12 @@ fn car_export_and_import_through_the_cli() {
 #[test]
 fn bad_input_is_a_clear_error_with_non_zero_exit_and_touches_nothing() {
     let env = Env::new();
-    let precious = env.file("precious", &vec![5u8; 300_000]);
+    let precious = file(&env, "precious", &vec![5u8; 300_000]);
     let cid = env.json(&["storage", "add", "--pin", precious.to_str().unwrap()])["cid"]
         .as_str()
         .unwrap()
         .to_string();
-    let before = env.store_files();
+    let before = store_files(&env);
 
     let cases: Vec<(Vec<String>, &str, &str)> = vec![
         (vec!["storage".into(), "cat".into(), "not-a-cid".into()], "is not a CID", "invalid_cid"),
@@ -250,10 +223,10 @@ fn bad_input_is_a_clear_error_with_non_zero_exit_and_touches_nothing() {
     }
 
     // A truncated CAR.
-    let car = env.home.path().join("x.car");
+    let car = env.home().join("x.car");
     env.json(&["storage", "export", &cid, "-o", car.to_str().unwrap()]);
     let bytes = std::fs::read(&car).unwrap();
-    let truncated = env.file("truncated.car", &bytes[..bytes.len() - 1000]);
+    let truncated = file(&env, "truncated.car", &bytes[..bytes.len() - 1000]);
     env.cmd().args(["storage", "import", truncated.to_str().unwrap()]).assert().failure().stderr(
         predicate::str::contains("CAR file is invalid")
             .or(predicate::str::contains("is not in the store")),
@@ -266,7 +239,7 @@ fn bad_input_is_a_clear_error_with_non_zero_exit_and_touches_nothing() {
         .failure()
         .stderr(predicate::str::contains("CAR"));
 
-    assert_eq!(env.store_files(), before, "no stored byte changed");
+    assert_eq!(store_files(&env), before, "no stored byte changed");
     env.cmd().args(["storage", "verify"]).assert().success();
     let cat = env.cmd().args(["storage", "cat", &cid]).output().unwrap();
     assert_eq!(cat.stdout, vec![5u8; 300_000]);
@@ -275,12 +248,12 @@ fn bad_input_is_a_clear_error_with_non_zero_exit_and_touches_nothing() {
 #[test]
 fn a_flipped_bit_makes_cat_and_verify_fail_naming_the_block() {
     let env = Env::new();
-    let input = env.file("in", &vec![1u8; 2 << 20]);
+    let input = file(&env, "in", &vec![1u8; 2 << 20]);
     let cid = env.json(&["storage", "add", "--pin", input.to_str().unwrap()])["cid"]
         .as_str()
         .unwrap()
         .to_string();
-    let (path, mut bytes) = env.store_files().into_iter().next().unwrap();
+    let (path, mut bytes) = store_files(&env).into_iter().next().unwrap();
     bytes[100] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
 
@@ -304,7 +277,7 @@ fn a_flipped_bit_makes_cat_and_verify_fail_naming_the_block() {
 #[test]
 fn progress_goes_to_stderr_and_quiet_prints_only_the_cid() {
     let env = Env::new();
-    let input = env.file("in", b"abc");
+    let input = file(&env, "in", b"abc");
     env.cmd()
         .args(["storage", "add", "--quiet", input.to_str().unwrap()])
         .assert()
