@@ -2,6 +2,8 @@
 
 use std::io::Write;
 
+use anyhow::Context;
+
 use ipfs_accelerate_common::cache::{Cache, CacheConfig, CacheKey};
 use ipfs_accelerate_common::config::Config;
 use ipfs_accelerate_common::store::Store;
@@ -59,12 +61,18 @@ pub async fn run(command: CacheCommand, config: &Config, out: &Output) -> anyhow
                 "size": hit.value.len(),
                 "value": std::str::from_utf8(&hit.value).ok(),
             });
-            out.emit(&body, || {
-                if hit.stale {
-                    eprintln!("warning: stale entry ({:.0}s old)", hit.age.as_secs_f64());
-                }
-                let _ = std::io::stdout().write_all(&hit.value);
-            })
+            if out.is_json() {
+                return out.emit(&body, || {});
+            }
+            if hit.stale {
+                eprintln!("warning: stale entry ({:.0}s old)", hit.age.as_secs_f64());
+            }
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(&hit.value)
+                .and_then(|()| stdout.flush())
+                .context("writing the value to stdout")?;
+            Ok(())
         }
         CacheCommand::Rm { namespace, key } => {
             let key = CacheKey::raw(&namespace, &key)?;

@@ -423,8 +423,11 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        let _ = self.flush_access();
+        if let Err(e) = self.flush_access() {
+            tracing::warn!(error = %e, "could not record access times on close");
+        }
         let id = self.session.id.clone();
+        // On failure the next GC reaps this session (its lock is released when we exit).
         let _ = self.write(|tx| {
             tx.execute("DELETE FROM temp_pins WHERE session = ?1", params![id])
                 .map_err(|e| self.db_err(e))?;
