@@ -272,6 +272,22 @@ fn a_flipped_bit_makes_cat_and_verify_fail_naming_the_block() {
     );
     assert!(stderr.contains(report["corrupt"][0].as_str().unwrap()), "cat named the same block");
     assert_eq!(report["missing"].as_array().unwrap().len(), 0);
+
+    // A second store holding the same content repairs this one.
+    let other = Env::new();
+    other.json(&["storage", "add", "--pin", input.to_str().unwrap()]);
+    let repaired = env.json(&[
+        "storage",
+        "verify",
+        "--repair-from",
+        other.home().join("data").to_str().unwrap(),
+    ]);
+    assert_eq!(repaired["repaired"].as_array().unwrap().len(), 1);
+    env.cmd().args(["storage", "verify"]).assert().success();
+    assert_eq!(
+        env.cmd().args(["storage", "cat", &cid]).output().unwrap().stdout,
+        vec![1u8; 2 << 20]
+    );
 }
 
 #[test]

@@ -126,7 +126,12 @@ pub enum StorageCommand {
     /// Pinned and named roots with their sizes.
     Ls,
     /// Rehash every stored block; exit 1 if any is corrupt or missing.
-    Verify,
+    Verify {
+        /// Replace corrupt or missing blocks with verified copies from the store in this data
+        /// directory (another worker's, a backup); exit 1 only if some could not be repaired.
+        #[arg(long, value_name = "DATA_DIR")]
+        repair_from: Option<PathBuf>,
+    },
     /// Export a DAG as a CAR v1 file.
     Export {
         /// The root CID.

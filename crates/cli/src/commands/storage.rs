@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use ipfs_accelerate_common::cid::{parse, Cid};
 use ipfs_accelerate_common::config::Config;
-use ipfs_accelerate_common::store::{AddOptions, Expect, Name, PinMode, Range, Store};
+use ipfs_accelerate_common::store::{
+    AddOptions, Expect, Name, PinMode, Range, Store, StoreOptions,
+};
 use ipfs_accelerate_common::unixfs::{self, Profile};
 use serde_json::json;
 
@@ -90,7 +92,7 @@ pub async fn run(
             })
         }
         StorageCommand::Ls => ls(&open().await?, out).await,
-        StorageCommand::Verify => {
+        StorageCommand::Verify { repair_from: None } => {
             let report = open().await?.verify().await?;
             out.emit(&report, || {
                 for cid in &report.corrupt {
@@ -108,9 +110,41 @@ pub async fn run(
             })?;
             if !report.is_ok() {
                 let (corrupt, missing) = (report.corrupt.len(), report.missing.len());
-                let message =
-                    format!("verify found {corrupt} corrupt and {missing} missing blocks");
-                return Err(AlreadyReported(message).into());
+                return Err(AlreadyReported(format!(
+                    "verify found {corrupt} corrupt and {missing} missing blocks"
+                ))
+                .into());
+            }
+            Ok(())
+        }
+        StorageCommand::Verify { repair_from: Some(dir) } => {
+            let store = open().await?;
+            let source_root = dir.join("store");
+            if source_root == store.root() {
+                anyhow::bail!("--repair-from names this store itself");
+            }
+            let source = Store::open(&source_root, StoreOptions::default()).await?;
+            let report = store.repair(&source).await?;
+            out.emit(&report, || {
+                for cid in &report.repaired {
+                    println!("repaired    {cid}");
+                }
+                for (cid, why) in &report.unrepaired {
+                    println!("unrepaired  {cid}: {why}");
+                }
+                println!(
+                    "checked {} blocks: {} repaired, {} unrepaired",
+                    report.found.checked,
+                    report.repaired.len(),
+                    report.unrepaired.len()
+                );
+            })?;
+            if !report.unrepaired.is_empty() {
+                return Err(AlreadyReported(format!(
+                    "{} blocks could not be repaired",
+                    report.unrepaired.len()
+                ))
+                .into());
             }
             Ok(())
         }
