@@ -29,7 +29,7 @@ use crate::unixfs::pb;
 use crate::{Error, Result};
 
 /// Blocks up to this size live inline in SQLite: one row beats one file for small objects.
-pub const INLINE_MAX: usize = 16 * 1024;
+pub(crate) const INLINE_MAX: usize = 16 * 1024;
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Access times are buffered in memory and written back when this many blocks were read, and
@@ -116,7 +116,7 @@ pub fn now() -> i64 {
 /// A temporary pin: protects the blocks written under it from GC until released or until its
 /// process dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TempPin {
+pub(crate) struct TempPin {
     op: u64,
 }
 

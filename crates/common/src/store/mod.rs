@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 pub use car::CarImport;
 use engine::Engine;
-pub use engine::{TempPin, INLINE_MAX};
+use engine::TempPin;
 pub use gc::{DagStat, GcReport, Pin, PinMode, Usage, VerifyReport};
 pub use names::{Expect, Name, NameEntry, NameHistoryEntry};
 
