@@ -4,12 +4,14 @@
 //!   then the whole test suite (nextest when installed, else `cargo test`) plus doc tests, with
 //!   the real local servers the tests need started before and stopped after.
 //! - `cargo xtask bench storage`: storage throughput against reference tools, same run.
+//! - `cargo xtask storage-audit`: where the code touches the filesystem directly.
 
 // xtask is tooling, not the product: it prepares caches and starts servers, so it may touch the
 // filesystem directly (invariant 1 governs what the product persists).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 // The first servers (IPFS node, S3) arrive with the storage tiers; the orchestration is tested now.
+mod audit;
 mod bench;
 #[allow(dead_code)]
 mod service;
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("storage-audit") => audit::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -44,4 +47,6 @@ tasks:
   test [--no-lint] [-- ARGS]   fmt --check, clippy -D warnings, and the whole test suite
                                (nextest if installed, else cargo test) with local servers
   bench storage                storage figures against dd and openssl on one 1 GiB file
+  storage-audit [--check] [--json] [--explain FILE] [--update-baseline]
+                               filesystem call sites vs storage-crate calls (docs/storage-audit.md)
 ";

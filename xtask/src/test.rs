@@ -30,6 +30,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         )?;
     }
 
+    eprintln!("xtask test: running storage-audit --check");
+    crate::audit::run(&["--check".to_string()])?;
+
     // Tools the tests run: keyctl gives the keyring test a fresh kernel session keyring.
     service::ensure_apt_tool("keyctl", "keyutils")?;
 
