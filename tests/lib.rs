@@ -1,6 +1,9 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`, which drive the built binary, and
 //! for every crate's tests: Kubo's known answers ([`kubo`]).
 
+// Test support reads the files the product wrote, on purpose.
+#![allow(clippy::disallowed_methods)]
+
 pub mod kubo;
 
 /// The Python original's cache-key vectors (`fixtures/python-cache-keys.json`).
@@ -103,4 +106,23 @@ impl Env {
         );
         serde_json::from_slice(&output.stdout).expect("JSON on stdout")
     }
+}
+
+/// Every file under `dir` (recursively) with its bytes, sorted by path; empty if `dir` is absent.
+pub fn files_under(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
 }

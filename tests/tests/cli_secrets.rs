@@ -25,7 +25,7 @@ fn key_file(env: &Env) -> std::path::PathBuf {
 
 fn no_plaintext_anywhere(env: &Env) {
     for dir in ["data", "config"] {
-        for (path, bytes) in walk(&env.home().join(dir)) {
+        for (path, bytes) in tests::files_under(&env.home().join(dir)) {
             assert!(
                 !String::from_utf8_lossy(&bytes).contains(VALUE),
                 "plaintext in {}",
@@ -33,20 +33,6 @@ fn no_plaintext_anywhere(env: &Env) {
             );
         }
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
-    out
 }
 
 #[test]

@@ -4,7 +4,6 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::Stdio;
 
 use predicates::prelude::*;
@@ -19,28 +18,7 @@ fn file(env: &Env, name: &str, bytes: &[u8]) -> std::path::PathBuf {
 }
 
 fn store_files(env: &Env) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    collect(&env.home().join("data/store/blocks"), &mut files);
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap();
-            (p, bytes)
-        })
-        .collect()
-}
-
-fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            collect(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
+    tests::files_under(&env.home().join("data/store/blocks"))
 }
 
 #[test]

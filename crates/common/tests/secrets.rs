@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ipfs_accelerate_common::secrets::{MasterKey, Secret, SecretStore};
@@ -14,20 +13,6 @@ const VALUE: &str = "sk-live-6f1c0ffee-plaintext-marker";
 
 fn key(byte: u8) -> MasterKey {
     MasterKey::from_bytes([byte; 32])
-}
-
-fn all_bytes_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(all_bytes_under(&path));
-        } else {
-            let bytes = std::fs::read(&path).unwrap();
-            out.push((path, bytes));
-        }
-    }
-    out
 }
 
 #[test]
@@ -43,7 +28,7 @@ fn round_trip_list_remove_and_no_plaintext_on_disk() {
     assert!(!store.remove("hf_token").unwrap());
     assert!(store.get("hf_token").unwrap().is_none());
 
-    for (path, bytes) in all_bytes_under(dir.path()) {
+    for (path, bytes) in tests::files_under(dir.path()) {
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains(VALUE), "plaintext in {}", path.display());
         assert!(!text.contains("hf_other"), "plaintext in {}", path.display());

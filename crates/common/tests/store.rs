@@ -39,22 +39,9 @@ fn seeded(seed: &str, len: usize) -> Vec<u8> {
 
 /// Every block file under the store, largest first.
 fn block_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = walk(&dir.join("blocks"));
-    files.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
-    files
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
+    let mut files = tests::files_under(&dir.join("blocks"));
+    files.sort_by_key(|(_, bytes)| std::cmp::Reverse(bytes.len()));
+    files.into_iter().map(|(path, _)| path).collect()
 }
 
 #[test]

@@ -272,12 +272,16 @@ impl Engine {
         })
     }
 
+    /// The ids of the sessions registered in the store.
+    fn session_ids<C: FromIterator<String>>(&self, tx: &rusqlite::Transaction<'_>) -> Result<C> {
+        tx.prepare("SELECT id FROM sessions")
+            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
+            .map_err(|e| self.db_err(e))
+    }
+
     /// Drops the temp pins of sessions whose process is gone (its `flock` is free).
     fn reap_dead_sessions(&self, tx: &rusqlite::Transaction<'_>) -> Result<u64> {
-        let sessions: Vec<String> = tx
-            .prepare("SELECT id FROM sessions")
-            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-            .map_err(|e| self.db_err(e))?;
+        let sessions: Vec<String> = self.session_ids(tx)?;
         let mut reaped = 0;
         for id in sessions {
             if id == self.session_id() {
@@ -305,10 +309,7 @@ impl Engine {
     /// Removes block files no row points at (a writer killed between rename and commit) and
     /// temp files of dead sessions. Runs under the write lock, so no writer is mid-rename.
     fn remove_strays(&self, tx: &rusqlite::Transaction<'_>) -> Result<u64> {
-        let live_sessions: HashSet<String> = tx
-            .prepare("SELECT id FROM sessions")
-            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
-            .map_err(|e| self.db_err(e))?;
+        let live_sessions: HashSet<String> = self.session_ids(tx)?;
         let mut removed = 0;
         for entry in read_dir(self.fs().tmp_dir())? {
             let name = entry.file_name().to_string_lossy().into_owned();
