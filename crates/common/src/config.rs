@@ -179,24 +179,28 @@ impl Config {
             },
             None => (FileConfig::default(), None),
         };
-        let from_file = || Source::File(config_file.clone().unwrap_or_default());
-
-        // data_dir
-        let default_data_dir = match &dirs {
-            Some(d) => d.data_dir().to_path_buf(),
-            None => PathBuf::new(),
+        let file_base = config_file.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
+        let layers = Layers {
+            env: &env,
+            file_source: Source::File(config_file.clone().unwrap_or_default()),
         };
-        let mut data_dir = Setting::default(default_data_dir);
-        if let Some(dir) = &file.data_dir {
-            let base = config_file.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
-            data_dir.set(base.join(dir), from_file());
-        }
-        if let Some(dir) = env(ENV_LEGACY_CACHE_DIR) {
-            data_dir.set(PathBuf::from(dir), Source::Env(ENV_LEGACY_CACHE_DIR));
-        }
-        if let Some(dir) = env(ENV_DATA_DIR) {
-            data_dir.set(PathBuf::from(dir), Source::Env(ENV_DATA_DIR));
-        }
+        // Paths in the config file are relative to the file.
+        let file_path =
+            |p: &Option<PathBuf>| p.as_ref().map(|p| file_base.join(p).display().to_string());
+        let path = |s: &str| Some(PathBuf::from(s));
+        let text = |s: &str| Some(s.to_string());
+
+        let mut data_dir =
+            Setting::default(dirs.as_ref().map(|d| d.data_dir().to_path_buf()).unwrap_or_default());
+        layers.apply(
+            &mut data_dir,
+            "data_dir",
+            file_path(&file.data_dir),
+            ENV_LEGACY_CACHE_DIR,
+            "a path",
+            path,
+        )?;
+        layers.apply(&mut data_dir, "data_dir", None, ENV_DATA_DIR, "a path", path)?;
         if let Some(dir) = &options.data_dir {
             data_dir.set(dir.clone(), Source::Flag("--data-dir"));
         }
@@ -204,104 +208,94 @@ impl Config {
             return Err(Error::NoHomeDirectory);
         }
 
-        // storage.profile
         let mut profile = Setting::default(Profile::default());
-        if let Some(name) = &file.storage.profile {
-            let value = name.parse().map_err(|_| Error::InvalidConfigValue {
-                key: "storage.profile",
-                value: name.clone(),
-                expected: PROFILE_EXPECTED,
-            })?;
-            profile.set(value, from_file());
-        }
-        if let Some(name) = env(ENV_PROFILE) {
-            let value = name.parse().map_err(|_| Error::InvalidEnv {
-                var: ENV_PROFILE.into(),
-                value: name.clone(),
-                expected: PROFILE_EXPECTED,
-            })?;
-            profile.set(value, Source::Env(ENV_PROFILE));
-        }
+        let file_profile = file.storage.profile.clone();
+        layers.apply(
+            &mut profile,
+            "storage.profile",
+            file_profile,
+            ENV_PROFILE,
+            PROFILE_EXPECTED,
+            |s| s.parse().ok(),
+        )?;
 
-        // storage.budget
         let mut budget = Setting::default(None);
-        if let Some(raw) = &file.storage.budget {
-            let value = match raw {
-                FileSize::Bytes(n) => *n,
-                FileSize::Text(text) => parse_size(text).ok_or(Error::InvalidConfigValue {
-                    key: "storage.budget",
-                    value: text.clone(),
-                    expected: SIZE_EXPECTED,
-                })?,
-            };
-            budget.set(Some(value), from_file());
-        }
-        if let Some(text) = env(ENV_STORAGE_BUDGET) {
-            let value = parse_size(&text).ok_or_else(|| Error::InvalidEnv {
-                var: ENV_STORAGE_BUDGET.into(),
-                value: text.clone(),
-                expected: SIZE_EXPECTED,
-            })?;
-            budget.set(Some(value), Source::Env(ENV_STORAGE_BUDGET));
-        }
+        let file_budget = file.storage.budget.as_ref().map(|b| match b {
+            FileSize::Bytes(n) => n.to_string(),
+            FileSize::Text(t) => t.clone(),
+        });
+        layers.apply(
+            &mut budget,
+            "storage.budget",
+            file_budget,
+            ENV_STORAGE_BUDGET,
+            SIZE_EXPECTED,
+            |s| parse_size(s).map(Some),
+        )?;
 
-        let bool_setting = |file_value: Option<bool>, var: &'static str| -> Result<Setting<bool>> {
+        let flag = |file_value: Option<bool>,
+                    key: &'static str,
+                    var: &'static str|
+         -> Result<Setting<bool>> {
             let mut setting = Setting::default(false);
-            if let Some(value) = file_value {
-                setting.set(value, from_file());
-            }
-            if let Some(text) = env(var) {
-                setting.set(parse_bool(var, &text)?, Source::Env(var));
-            }
+            layers.apply(
+                &mut setting,
+                key,
+                file_value.map(|b| b.to_string()),
+                var,
+                BOOL_EXPECTED,
+                truthy,
+            )?;
             Ok(setting)
         };
         let storage = StorageConfig {
             profile,
             budget,
-            force_local: bool_setting(file.storage.force_local, ENV_STORAGE_FORCE_LOCAL)?,
-            ipfs_kit_disable: bool_setting(file.storage.ipfs_kit_disable, ENV_IPFS_KIT_DISABLE)?,
+            force_local: flag(
+                file.storage.force_local,
+                "storage.force_local",
+                ENV_STORAGE_FORCE_LOCAL,
+            )?,
+            ipfs_kit_disable: flag(
+                file.storage.ipfs_kit_disable,
+                "storage.ipfs_kit_disable",
+                ENV_IPFS_KIT_DISABLE,
+            )?,
         };
-        let ci = bool_setting(None, ENV_CI)?;
+        let ci = flag(None, "ci", ENV_CI)?;
 
         // secrets.key_file: beside the config, never in the data directory with the ciphertext.
-        let default_key_file = match &dirs {
-            Some(d) => d.config_dir().join("master.key"),
-            None => PathBuf::new(),
-        };
-        let mut key_file = Setting::default(default_key_file);
-        if let Some(path) = &file.secrets.key_file {
-            let base = config_file.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
-            key_file.set(base.join(path), from_file());
-        }
-        if let Some(path) = env(ENV_MASTER_KEY_FILE) {
-            key_file.set(PathBuf::from(path), Source::Env(ENV_MASTER_KEY_FILE));
-        }
-
+        let mut key_file = Setting::default(
+            dirs.as_ref().map(|d| d.config_dir().join("master.key")).unwrap_or_default(),
+        );
+        layers.apply(
+            &mut key_file,
+            "secrets.key_file",
+            file_path(&file.secrets.key_file),
+            ENV_MASTER_KEY_FILE,
+            "a path",
+            path,
+        )?;
         let mut key_source = Setting::default(KeyStorage::default());
-        if let Some(text) = &file.secrets.key_source {
-            let value = text.parse().map_err(|()| Error::InvalidConfigValue {
-                key: "secrets.key_source",
-                value: text.clone(),
-                expected: KEY_SOURCE_EXPECTED,
-            })?;
-            key_source.set(value, from_file());
-        }
-        if let Some(text) = env(ENV_KEY_SOURCE) {
-            let value = text.parse().map_err(|()| Error::InvalidEnv {
-                var: ENV_KEY_SOURCE.into(),
-                value: text.clone(),
-                expected: KEY_SOURCE_EXPECTED,
-            })?;
-            key_source.set(value, Source::Env(ENV_KEY_SOURCE));
-        }
-
+        let file_source = file.secrets.key_source.clone();
+        layers.apply(
+            &mut key_source,
+            "secrets.key_source",
+            file_source,
+            ENV_KEY_SOURCE,
+            KEY_SOURCE_EXPECTED,
+            |s| s.parse().ok(),
+        )?;
         let mut keyring_service = Setting::default("ipfs-accelerate".to_string());
-        if let Some(service) = &file.secrets.keyring_service {
-            keyring_service.set(service.clone(), from_file());
-        }
-        if let Some(service) = env(ENV_KEYRING_SERVICE) {
-            keyring_service.set(service, Source::Env(ENV_KEYRING_SERVICE));
-        }
+        let file_service = file.secrets.keyring_service.clone();
+        layers.apply(
+            &mut keyring_service,
+            "secrets.keyring_service",
+            file_service,
+            ENV_KEYRING_SERVICE,
+            "a name",
+            text,
+        )?;
 
         Ok(Config { config_file, data_dir, storage, ci, key_file, key_source, keyring_service })
     }
@@ -385,12 +379,57 @@ const BOOL_EXPECTED: &str = "one of 1, true, yes, on, 0, false, no, off";
 /// assert!(parse_bool("STORAGE_FORCE_LOCAL", "maybe").is_err());
 /// ```
 pub fn parse_bool(var: &str, value: &str) -> Result<bool> {
+    truthy(value).ok_or_else(|| Error::InvalidEnv {
+        var: var.into(),
+        value: value.into(),
+        expected: BOOL_EXPECTED,
+    })
+}
+
+/// The truthiness table behind [`parse_bool`].
+fn truthy(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => {
-            Err(Error::InvalidEnv { var: var.into(), value: value.into(), expected: BOOL_EXPECTED })
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The file and environment layers, applied to one setting at a time.
+struct Layers<'a, E: Fn(&str) -> Option<String>> {
+    env: &'a E,
+    file_source: Source,
+}
+
+impl<E: Fn(&str) -> Option<String>> Layers<'_, E> {
+    /// Sets `setting` from the config file's value for `key`, then from `var`, each parsed by
+    /// `parse`; a value `parse` rejects is an error naming the key or the variable.
+    fn apply<T>(
+        &self,
+        setting: &mut Setting<T>,
+        key: &'static str,
+        file_value: Option<String>,
+        var: &'static str,
+        expected: &'static str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<()> {
+        if let Some(text) = file_value {
+            let value = parse(&text).ok_or(Error::InvalidConfigValue {
+                key,
+                value: text.clone(),
+                expected,
+            })?;
+            setting.set(value, self.file_source.clone());
         }
+        if let Some(text) = (self.env)(var) {
+            let value = parse(&text).ok_or(Error::InvalidEnv {
+                var: var.into(),
+                value: text.clone(),
+                expected,
+            })?;
+            setting.set(value, Source::Env(var));
+        }
+        Ok(())
     }
 }
 

@@ -499,6 +499,13 @@ impl SecretStore {
         let temp = self.dir.join(format!(".secrets.enc.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec_pretty(file)
             .map_err(|e| Error::Task(format!("encoding secrets: {e}")))?;
+        // We hold the exclusive lock, so a temp file with our name is a crashed writer's (a
+        // reused pid): clear it rather than fail every write from now on.
+        match std::fs::remove_file(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &temp, e)),
+        }
         let result = (|| {
             let mut out = OpenOptions::new()
                 .write(true)

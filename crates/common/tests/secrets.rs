@@ -316,3 +316,14 @@ fn provider_keys_prefer_the_store_then_the_original_variables_then_a_typed_error
         "{err}"
     );
 }
+
+#[test]
+fn a_crashed_writers_temp_file_does_not_block_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let store = SecretStore::open(&path, key(1)).unwrap();
+    // What a writer killed mid-write leaves behind, under a pid this process now has.
+    std::fs::write(path.join(format!(".secrets.enc.{}.tmp", std::process::id())), b"half").unwrap();
+    store.set("a", &Secret::new(VALUE.into())).unwrap();
+    assert_eq!(store.get("a").unwrap().unwrap().expose(), VALUE);
+}
