@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod kubo;
+pub mod servers;
 
 /// The Python original's cache-key vectors (`fixtures/python-cache-keys.json`).
 pub const PYTHON_CACHE_KEYS: &str = include_str!("fixtures/python-cache-keys.json");

@@ -5,15 +5,16 @@
 //!   the real local servers the tests need started before and stopped after.
 //! - `cargo xtask bench storage`: storage throughput against reference tools, same run.
 //! - `cargo xtask storage-audit`: where the code touches the filesystem directly.
+//! - `cargo xtask serve`: start the test servers and print their variables, for running single
+//!   tests by hand.
 
 // xtask is tooling, not the product: it prepares caches and starts servers, so it may touch the
 // filesystem directly (invariant 1 governs what the product persists).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-// The first servers (IPFS node, S3) arrive with the storage tiers; the orchestration is tested now.
 mod audit;
 mod bench;
-#[allow(dead_code)]
+mod servers;
 mod service;
 mod test;
 
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("storage-audit") => audit::run(&args[1..]),
+        Some("serve") => test::serve(),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -47,6 +49,8 @@ tasks:
   test [--no-lint] [-- ARGS]   fmt --check, clippy -D warnings, and the whole test suite
                                (nextest if installed, else cargo test) with local servers
   bench storage                storage figures against dd and openssl on one 1 GiB file
+  serve                        start the loopback IPFS node and S3 server the tests use, print
+                               their variables as `export` lines, run until interrupted
   storage-audit [--check] [--json] [--explain FILE] [--update-baseline]
                                filesystem call sites vs storage-crate calls (docs/storage-audit.md)
 ";

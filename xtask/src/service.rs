@@ -2,7 +2,7 @@
 //! loopback port, wait for readiness with a deadline, export the address in an environment
 //! variable, and always stop.
 //!
-//! Later work adds an entry to [`Services::start_all`] per server (IPFS node, S3, inference).
+//! [`Services::start_all`] starts one entry per server (`crate::servers`).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -150,10 +150,17 @@ pub struct Services {
 }
 
 impl Services {
-    /// Installs (first time) and starts every server the integration tests need.
-    pub fn start_all(_root: &Path) -> anyhow::Result<Services> {
-        // The storage core needs no server; the Kubo, S3 and inference tiers add theirs here.
-        Ok(Services::default())
+    /// Starts every server the integration tests need (installed by
+    /// [`crate::servers::install`]), with their state under `work`.
+    pub fn start_all(root: &Path, work: &Path) -> anyhow::Result<Services> {
+        let running =
+            vec![crate::servers::start_ipfs(root, work)?, crate::servers::start_s3(root, work)?];
+        Ok(Services { running })
+    }
+
+    /// Every server's variables.
+    pub fn env(&self) -> impl Iterator<Item = &(String, String)> {
+        self.running.iter().flat_map(|r| r.env.iter())
     }
 
     /// Passes every server's address variables to `command`.

@@ -21,6 +21,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let root = service::workspace_root()?;
+    // Installing the servers is mostly network and a separate build: overlap it with linting.
+    let install_root = root.clone();
+    let installing = std::thread::spawn(move || crate::servers::install(&install_root));
 
     if lint {
         step("cargo fmt --check", cargo(&["fmt", "--all", "--", "--check"]))?;
@@ -33,11 +36,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask test: running storage-audit --check");
     crate::audit::run(&["--check".to_string()])?;
 
-    // Tools the tests run: keyctl gives the keyring test a fresh kernel session keyring.
+    // Tools the tests run: keyctl gives the keyring test a fresh kernel session keyring;
+    // ipfs_cid is an independent CID calculator the tier tests cross-check against.
     service::ensure_apt_tool("keyctl", "keyutils")?;
+    service::ensure_apt_tool("ipfs_cid", "ipfs-cid")?;
 
+    installing.join().map_err(|_| anyhow::anyhow!("the server installer panicked"))??;
     // Servers the integration tests talk to; each stops when `services` drops, pass or fail.
-    let services = Services::start_all(&root)?;
+    let services = start_services(&root)?;
 
     let nextest = Command::new("cargo")
         .args(["nextest", "--version"])
@@ -63,6 +69,30 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     doc.and(result)?;
     eprintln!("xtask test: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// `cargo xtask serve`: the test servers, kept running for hand-run tests.
+pub fn serve() -> anyhow::Result<()> {
+    let root = service::workspace_root()?;
+    crate::servers::install(&root)?;
+    let services = start_services(&root)?;
+    for (key, value) in services.env() {
+        println!("export {key}={value}");
+    }
+    eprintln!("xtask serve: running; Ctrl-C stops the servers");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Starts the servers with fresh state under `target/xtask-services`.
+fn start_services(root: &std::path::Path) -> anyhow::Result<Services> {
+    let work = root.join("target/xtask-services");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    Services::start_all(root, &work)
 }
 
 fn cargo(args: &[&str]) -> Command {

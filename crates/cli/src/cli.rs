@@ -82,6 +82,10 @@ pub enum StorageCommand {
         /// Print only the CID (like `ipfs add -Q`); no progress bar.
         #[arg(short = 'Q', long)]
         quieter: bool,
+        /// Also pin the content on every active remote tier (the local copy is kept from GC
+        /// until each remote confirms). Without it, content is pushed to remotes unpinned.
+        #[arg(long)]
+        remote_pin: bool,
     },
     /// Compute the CID a file would get, storing nothing.
     Cid {
@@ -91,7 +95,7 @@ pub enum StorageCommand {
         #[arg(long)]
         profile: Option<String>,
     },
-    /// Write verified content to stdout.
+    /// Write verified content to stdout, fetching missing blocks from remote tiers.
     Cat {
         /// The CID.
         cid: String,
@@ -102,7 +106,7 @@ pub enum StorageCommand {
         #[arg(long)]
         length: Option<u64>,
     },
-    /// Write verified content to a file (atomically).
+    /// Write verified content to a file (atomically), fetching from remote tiers if needed.
     Get {
         /// The CID.
         cid: String,
@@ -127,10 +131,24 @@ pub enum StorageCommand {
     Ls,
     /// Rehash every stored block; exit 1 if any is corrupt or missing.
     Verify {
+        /// Replace corrupt or missing blocks with verified copies from the remote tiers; exit 1
+        /// only if some could not be repaired.
+        #[arg(long, conflicts_with = "repair_from")]
+        repair: bool,
         /// Replace corrupt or missing blocks with verified copies from the store in this data
         /// directory (another worker's, a backup); exit 1 only if some could not be repaired.
         #[arg(long, value_name = "DATA_DIR")]
         repair_from: Option<PathBuf>,
+    },
+    /// Pull a DAG into the local store from the remote tiers (each block verified).
+    Fetch {
+        /// The root CID.
+        cid: String,
+    },
+    /// Push a local DAG to every active remote tier (and finish any pending remote pin).
+    Push {
+        /// The root CID.
+        cid: String,
     },
     /// Export a DAG as a CAR v1 file.
     Export {
@@ -148,7 +166,7 @@ pub enum StorageCommand {
         #[arg(long)]
         no_pin: bool,
     },
-    /// Where the store lives, its size, budget and block count.
+    /// The local store (size, budget, blocks) and every remote tier: in use or not, and why.
     Status,
 }
 
@@ -159,8 +177,12 @@ pub enum PinCommand {
         /// The CID.
         cid: String,
         /// Pin the root block only.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "remote")]
         direct: bool,
+        /// Pin on every active remote tier instead (pushing the DAG first); the local copy is
+        /// kept from GC until each remote confirms.
+        #[arg(long)]
+        remote: bool,
     },
     /// Remove a pin.
     Rm {

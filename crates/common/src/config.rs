@@ -39,6 +39,18 @@ pub const ENV_KEY_SOURCE: &str = "IPFS_ACCELERATE_KEY_SOURCE";
 pub const ENV_KEYRING_SERVICE: &str = "IPFS_ACCELERATE_KEYRING_SERVICE";
 /// Environment variable naming the master-key file of the secret store.
 pub const ENV_MASTER_KEY_FILE: &str = "IPFS_ACCELERATE_MASTER_KEY_FILE";
+/// Kubo's own variable for its RPC API address (a multiaddr or URL); enables the Kubo tier.
+pub const ENV_IPFS_API: &str = "IPFS_API";
+/// `s3://bucket/prefix`: enables the S3 tier.
+pub const ENV_S3_URL: &str = "IPFS_ACCELERATE_S3_URL";
+/// The AWS SDKs' custom-endpoint variable (an S3-compatible server).
+pub const ENV_AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// The AWS SDKs' region variable.
+pub const ENV_AWS_REGION: &str = "AWS_REGION";
+/// Set to a true value to keep remote tiers on when `CI` is set.
+pub const ENV_REMOTE_IN_CI: &str = "IPFS_ACCELERATE_REMOTE_IN_CI";
+/// The deadline of one remote request (`30s`, `500ms`, `2m`; a bare number is seconds).
+pub const ENV_REMOTE_TIMEOUT: &str = "IPFS_ACCELERATE_REMOTE_TIMEOUT";
 
 /// Where a configuration value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,12 +117,72 @@ pub struct StorageConfig {
     pub ipfs_kit_disable: Setting<bool>,
 }
 
+/// Remote tiers: where they are and when they may be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConfig {
+    /// Kubo RPC API as an `http(s)://host:port` URL (`remote.ipfs_api`, `IPFS_API`, given as a
+    /// multiaddr such as `/ip4/127.0.0.1/tcp/5001` or a URL). `None`: no Kubo tier.
+    pub ipfs_api: Setting<Option<String>>,
+    /// The S3 location (`remote.s3_url`, `IPFS_ACCELERATE_S3_URL`). `None`: no S3 tier.
+    pub s3_url: Setting<Option<S3Url>>,
+    /// A custom S3 endpoint (`remote.s3_endpoint`, `AWS_ENDPOINT_URL`).
+    pub s3_endpoint: Setting<Option<String>>,
+    /// The S3 region (`remote.s3_region`, `AWS_REGION`).
+    pub s3_region: Setting<String>,
+    /// Use remote tiers even under CI (`remote.in_ci`, `IPFS_ACCELERATE_REMOTE_IN_CI`).
+    pub in_ci: Setting<bool>,
+    /// The deadline of one remote request (`remote.timeout`, `IPFS_ACCELERATE_REMOTE_TIMEOUT`).
+    pub timeout: Setting<std::time::Duration>,
+}
+
+/// An `s3://bucket/prefix` location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+}
+
+impl std::str::FromStr for S3Url {
+    type Err = ();
+
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        let rest = s.trim().strip_prefix("s3://").ok_or(())?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid_bucket {
+            return Err(());
+        }
+        Ok(S3Url { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() })
+    }
+}
+
+impl fmt::Display for S3Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.prefix.as_str() {
+            "" => write!(f, "s3://{}", self.bucket),
+            prefix => write!(f, "s3://{}/{prefix}", self.bucket),
+        }
+    }
+}
+
+impl serde::Serialize for S3Url {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     config_file: Option<PathBuf>,
     data_dir: Setting<PathBuf>,
     storage: StorageConfig,
+    remote: RemoteConfig,
     ci: Setting<bool>,
     key_file: Setting<PathBuf>,
     key_source: Setting<KeyStorage>,
@@ -264,6 +336,62 @@ impl Config {
         };
         let ci = flag(None, "ci", ENV_CI)?;
 
+        let mut ipfs_api = Setting::default(None);
+        layers.apply(
+            &mut ipfs_api,
+            "remote.ipfs_api",
+            file.remote.ipfs_api.clone(),
+            ENV_IPFS_API,
+            IPFS_API_EXPECTED,
+            |s| crate::remote::kubo::api_url(s).map(Some),
+        )?;
+        let mut s3_url = Setting::default(None);
+        layers.apply(
+            &mut s3_url,
+            "remote.s3_url",
+            file.remote.s3_url.clone(),
+            ENV_S3_URL,
+            S3_URL_EXPECTED,
+            |s| s.parse().ok().map(Some),
+        )?;
+        let mut s3_endpoint = Setting::default(None);
+        layers.apply(
+            &mut s3_endpoint,
+            "remote.s3_endpoint",
+            file.remote.s3_endpoint.clone(),
+            ENV_AWS_ENDPOINT_URL,
+            "an http:// or https:// URL",
+            |s| {
+                (s.starts_with("http://") || s.starts_with("https://")).then(|| Some(s.to_string()))
+            },
+        )?;
+        let mut s3_region = Setting::default("us-east-1".to_string());
+        layers.apply(
+            &mut s3_region,
+            "remote.s3_region",
+            file.remote.s3_region.clone(),
+            ENV_AWS_REGION,
+            "a region name",
+            text,
+        )?;
+        let mut timeout = Setting::default(DEFAULT_REMOTE_TIMEOUT);
+        layers.apply(
+            &mut timeout,
+            "remote.timeout",
+            file.remote.timeout.clone(),
+            ENV_REMOTE_TIMEOUT,
+            DURATION_EXPECTED,
+            parse_duration,
+        )?;
+        let remote = RemoteConfig {
+            ipfs_api,
+            s3_url,
+            s3_endpoint,
+            s3_region,
+            in_ci: flag(file.remote.in_ci, "remote.in_ci", ENV_REMOTE_IN_CI)?,
+            timeout,
+        };
+
         // secrets.key_file: beside the config, never in the data directory with the ciphertext.
         let mut key_file = Setting::default(
             dirs.as_ref().map(|d| d.config_dir().join("master.key")).unwrap_or_default(),
@@ -297,7 +425,16 @@ impl Config {
             text,
         )?;
 
-        Ok(Config { config_file, data_dir, storage, ci, key_file, key_source, keyring_service })
+        Ok(Config {
+            config_file,
+            data_dir,
+            storage,
+            remote,
+            ci,
+            key_file,
+            key_source,
+            keyring_service,
+        })
     }
 
     /// The config file that was read, if one was.
@@ -313,6 +450,11 @@ impl Config {
     /// Storage settings.
     pub fn storage(&self) -> &StorageConfig {
         &self.storage
+    }
+
+    /// Remote tier settings.
+    pub fn remote(&self) -> &RemoteConfig {
+        &self.remote
     }
 
     /// Whether this process runs under CI (`CI` set to a true value).
@@ -348,12 +490,22 @@ impl Config {
             value: self.storage.profile.value.name(),
             source: self.storage.profile.source.clone(),
         };
+        let timeout = Setting {
+            value: humantime::format_duration(self.remote.timeout.value).to_string(),
+            source: self.remote.timeout.source.clone(),
+        };
         vec![
             entry("data_dir", &self.data_dir),
             entry("storage.profile", &profile),
             entry("storage.budget", &self.storage.budget),
             entry("storage.force_local", &self.storage.force_local),
             entry("storage.ipfs_kit_disable", &self.storage.ipfs_kit_disable),
+            entry("remote.ipfs_api", &self.remote.ipfs_api),
+            entry("remote.s3_url", &self.remote.s3_url),
+            entry("remote.s3_endpoint", &self.remote.s3_endpoint),
+            entry("remote.s3_region", &self.remote.s3_region),
+            entry("remote.in_ci", &self.remote.in_ci),
+            entry("remote.timeout", &timeout),
             entry("ci", &self.ci),
             entry("secrets.key_source", &self.key_source),
             entry("secrets.key_file", &self.key_file),
@@ -366,6 +518,22 @@ const PROFILE_EXPECTED: &str = "unixfs-v1-2025, unixfs-v0-2015 (alias legacy-cid
 const SIZE_EXPECTED: &str = "a byte count such as 1048576, 500MB or 20GiB";
 const KEY_SOURCE_EXPECTED: &str = "file or keyring";
 const BOOL_EXPECTED: &str = "one of 1, true, yes, on, 0, false, no, off";
+const IPFS_API_EXPECTED: &str =
+    "a multiaddr such as /ip4/127.0.0.1/tcp/5001 or a URL such as http://127.0.0.1:5001";
+const S3_URL_EXPECTED: &str = "s3://bucket or s3://bucket/prefix (bucket: 3-63 of a-z 0-9 . -)";
+const DURATION_EXPECTED: &str = "a duration such as 30s, 500ms or 2m (a bare number is seconds)";
+/// Long enough for a 1 MiB block over a slow link; short enough that a dead tier is noticed.
+const DEFAULT_REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Parses a duration: `30s`, `500ms`, `2m`, or a bare number of seconds; zero is rejected.
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => std::time::Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text).ok()?,
+    };
+    (!duration.is_zero()).then_some(duration)
+}
 
 /// The one truthiness parser for environment values.
 ///
@@ -474,6 +642,19 @@ struct FileConfig {
     storage: FileStorage,
     #[serde(default)]
     secrets: FileSecrets,
+    #[serde(default)]
+    remote: FileRemote,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRemote {
+    ipfs_api: Option<String>,
+    s3_url: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    in_ci: Option<bool>,
+    timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -172,6 +172,32 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A remote tier failed: unreachable, past its deadline, refusing, or answering nonsense.
+    #[error("{tier}: {reason}")]
+    Remote {
+        /// The tier ("kubo at http://127.0.0.1:5001", "s3 at s3://bucket/prefix").
+        tier: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A remote tier answered a request with an error status.
+    #[error("{tier}: {op}: {message} (HTTP {status})")]
+    RemoteStatus {
+        /// The tier.
+        tier: String,
+        /// The RPC or operation.
+        op: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The tier's own message.
+        message: String,
+    },
+    /// An operation needs a remote tier and none is active.
+    #[error("no remote tier is active: {reason}")]
+    NoRemote {
+        /// Why each configured tier is off, or that none is configured.
+        reason: String,
+    },
     /// A blocking task was cancelled or panicked.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -214,6 +240,9 @@ impl Error {
             Error::NoMasterKey { .. } => "no_master_key",
             Error::Keyring { .. } => "keyring",
             Error::MissingCredential { .. } => "missing_credential",
+            Error::Remote { .. } => "remote",
+            Error::RemoteStatus { .. } => "remote_status",
+            Error::NoRemote { .. } => "no_remote",
             Error::Task(_) => "task",
             Error::Io { .. } => "io",
         }

@@ -24,6 +24,7 @@ pub mod cache;
 pub mod cid;
 pub mod config;
 mod error;
+pub mod remote;
 pub mod secrets;
 pub mod store;
 pub mod unixfs;

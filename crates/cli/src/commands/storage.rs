@@ -7,7 +7,8 @@ use anyhow::Context;
 use ipfs_accelerate_common::cid::{parse, Cid};
 use ipfs_accelerate_common::config::Config;
 use ipfs_accelerate_common::store::{
-    AddOptions, Expect, Name, PinMode, Range, Store, StoreOptions,
+    AddInput, AddOptions, Expect, Name, Outcome, PinMode, Range, Receipt, Store, StoreOptions,
+    TieredStore,
 };
 use ipfs_accelerate_common::unixfs::{self, Profile};
 use serde_json::json;
@@ -26,10 +27,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Opened per arm: `storage cid` must work without a store.
     let open = || Store::open_config(config);
+    let tiered = || TieredStore::open_config(config);
     match command {
-        StorageCommand::Add { path, profile, pin, name, quieter } => {
+        StorageCommand::Add { path, profile, pin, name, quieter, remote_pin } => {
             let profile = profile_or_default(profile.as_deref(), config)?;
-            add(&open().await?, &path, profile, pin, name, quiet || quieter, out).await
+            let request = AddRequest { profile, pin, name, remote_pin, cid_only: quiet || quieter };
+            add(&tiered().await?, &path, request, out).await
         }
         StorageCommand::Cid { path, profile } => {
             cid(&path, profile_or_default(profile.as_deref(), config)?, out).await
@@ -37,15 +40,42 @@ pub async fn run(
         StorageCommand::Cat { cid, offset, length } => {
             let cid = parse(&cid)?;
             let mut stdout = tokio::io::stdout();
-            open().await?.cat_to(&cid, Range { offset, length }, &mut stdout).await?;
+            let read = tiered().await?.cat_to(&cid, Range { offset, length }, &mut stdout).await?;
+            // stdout carries the content: receipts go to stderr, whatever the output mode.
+            report_receipts(&read.tiers, quiet);
             Ok(())
         }
         StorageCommand::Get { cid, output } => {
             let cid = parse(&cid)?;
-            let bytes = open().await?.get_to_path(&cid, Range::default(), &output).await?;
-            out.emit(&json!({ "cid": cid.to_string(), "path": output, "bytes": bytes }), || {
+            let got = tiered().await?.get_to_path(&cid, &output).await?;
+            let bytes = got.value;
+            let body = json!({ "cid": cid.to_string(), "path": output, "bytes": bytes, "tiers": got.tiers });
+            out.emit(&body, || {
+                report_receipts(&got.tiers, quiet);
                 println!("wrote {bytes} bytes of {cid} to {}", output.display());
             })
+        }
+        StorageCommand::Fetch { cid } => {
+            let cid = parse(&cid)?;
+            let fetched = tiered().await?.fetch(&cid).await?;
+            out.emit(&fetched, || {
+                report_receipts(&fetched.tiers, quiet);
+                let report = &fetched.value;
+                println!(
+                    "{cid}: fetched {} blocks ({} bytes), {} already local",
+                    report.blocks_fetched, report.bytes_fetched, report.blocks_local
+                );
+            })
+        }
+        StorageCommand::Push { cid } => {
+            let cid = parse(&cid)?;
+            let pushed = tiered().await?.push(&cid).await?;
+            emit_push(&pushed, quiet, out)
+        }
+        StorageCommand::Pin(PinCommand::Add { cid, remote: true, .. }) => {
+            let cid = parse(&cid)?;
+            let pushed = tiered().await?.pin_remote(&cid).await?;
+            emit_push(&pushed, quiet, out)
         }
         StorageCommand::Pin(command) => pin(&open().await?, command, out).await,
         StorageCommand::Names(command) => names(&open().await?, command, out).await,
@@ -92,7 +122,7 @@ pub async fn run(
             })
         }
         StorageCommand::Ls => ls(&open().await?, out).await,
-        StorageCommand::Verify { repair_from: None } => {
+        StorageCommand::Verify { repair: false, repair_from: None } => {
             let report = open().await?.verify().await?;
             out.emit(&report, || {
                 for cid in &report.corrupt {
@@ -117,15 +147,27 @@ pub async fn run(
             }
             Ok(())
         }
-        StorageCommand::Verify { repair_from: Some(dir) } => {
-            let store = open().await?;
-            let source_root = dir.join("store");
-            if source_root == store.root() {
-                anyhow::bail!("--repair-from names this store itself");
-            }
-            let source = Store::open(&source_root, StoreOptions::default()).await?;
-            let report = store.repair(&source).await?;
-            out.emit(&report, || {
+        StorageCommand::Verify { repair, repair_from } => {
+            let (report, tiers) = match repair_from {
+                Some(dir) => {
+                    let store = open().await?;
+                    let source_root = dir.join("store");
+                    if source_root == store.root() {
+                        anyhow::bail!("--repair-from names this store itself");
+                    }
+                    let source = Store::open(&source_root, StoreOptions::default()).await?;
+                    (store.repair(&source).await?, Vec::new())
+                }
+                None => {
+                    debug_assert!(repair);
+                    let repaired = tiered().await?.repair().await?;
+                    (repaired.value, repaired.tiers)
+                }
+            };
+            let mut body = serde_json::to_value(&report)?;
+            body["tiers"] = serde_json::to_value(&tiers)?;
+            out.emit(&body, || {
+                report_receipts(&tiers, quiet);
                 for cid in &report.repaired {
                     println!("repaired    {cid}");
                 }
@@ -175,22 +217,89 @@ pub async fn run(
             })
         }
         StorageCommand::Status => {
-            let status = open().await?.status().await?;
+            let status = tiered().await?.status().await?;
             out.emit(&status, || {
-                println!("store        {}", status.root.display());
-                println!("mode         embedded (local only)");
-                println!("blocks       {}", status.usage.blocks);
-                println!("bytes        {}", status.usage.bytes);
-                println!("reclaimable  {}", status.usage.reclaimable_bytes);
+                let local = &status.local;
+                let active = status.tiers.iter().filter(|t| t.state.active).count();
+                println!("store        {}", local.root.display());
+                println!(
+                    "mode         {}",
+                    if active == 0 {
+                        "embedded (local only)".to_string()
+                    } else {
+                        format!("embedded in front of {active} remote tier(s)")
+                    }
+                );
+                println!("blocks       {}", local.usage.blocks);
+                println!("bytes        {}", local.usage.bytes);
+                println!("reclaimable  {}", local.usage.reclaimable_bytes);
                 println!(
                     "budget       {}",
-                    status.budget.map_or("unbounded".to_string(), |b| b.to_string())
+                    local.budget.map_or("unbounded".to_string(), |b| b.to_string())
                 );
-                println!("pins         {}", status.usage.pins);
-                println!("names        {}", status.usage.names);
+                println!("pins         {}", local.usage.pins);
+                println!("names        {}", local.usage.names);
+                for tier in &status.tiers {
+                    let state = &tier.state;
+                    let location = state.location.as_deref().unwrap_or("-");
+                    let verdict = match (state.active, tier.reachable) {
+                        (false, _) => "off",
+                        (true, Some(true)) => "active",
+                        (true, _) => "active, UNREACHABLE",
+                    };
+                    println!("tier {:<7} {verdict}: {location} ({})", state.kind, state.reason);
+                    if let Some(probe) = &tier.probe {
+                        println!("             {probe}");
+                    }
+                }
+                let pending = status
+                    .remote_pins
+                    .iter()
+                    .filter(|p| p.state == ipfs_accelerate_common::store::RemotePinState::Pending);
+                for pin in pending {
+                    println!(
+                        "pending remote pin {} on {}{}",
+                        pin.cid,
+                        pin.tier,
+                        pin.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                    );
+                }
             })
         }
     }
+}
+
+/// Human mode: what the remote tiers did, on stderr. Failures always; the rest unless quiet.
+/// Tiers that are simply not configured say nothing.
+fn report_receipts(receipts: &[Receipt], quiet: bool) {
+    for receipt in receipts {
+        match receipt.outcome {
+            Outcome::Failed => eprintln!("warning: {}: {}", receipt.tier, receipt.detail),
+            _ if quiet => {}
+            Outcome::Used => eprintln!("{}: {}", receipt.tier, receipt.detail),
+            Outcome::Skipped if receipt.tier.contains(" at ") => {
+                eprintln!("{}: skipped: {}", receipt.tier, receipt.detail)
+            }
+            Outcome::Skipped | Outcome::NotNeeded => {}
+        }
+    }
+}
+
+fn emit_push(
+    pushed: &ipfs_accelerate_common::store::Receipted<ipfs_accelerate_common::store::PushReport>,
+    quiet: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    out.emit(pushed, || {
+        report_receipts(&pushed.tiers, quiet);
+        let active = pushed.tiers.iter().filter(|t| t.outcome != Outcome::Skipped).count();
+        println!("{}: on {} of {active} remote tier(s)", pushed.value.root, pushed.value.tiers_ok);
+    })?;
+    let failed = pushed.tiers.iter().filter(|t| t.outcome == Outcome::Failed).count();
+    if failed > 0 {
+        return Err(AlreadyReported(format!("{failed} remote tier(s) failed")).into());
+    }
+    Ok(())
 }
 
 fn profile_or_default(name: Option<&str>, config: &Config) -> anyhow::Result<Profile> {
@@ -200,30 +309,39 @@ fn profile_or_default(name: Option<&str>, config: &Config) -> anyhow::Result<Pro
     }
 }
 
-async fn add(
-    store: &Store,
-    path: &Path,
+struct AddRequest {
     profile: Profile,
     pin: bool,
     name: Option<Name>,
+    remote_pin: bool,
     cid_only: bool,
+}
+
+async fn add(
+    store: &TieredStore,
+    path: &Path,
+    request: AddRequest,
     out: &Output,
 ) -> anyhow::Result<()> {
+    let AddRequest { profile, pin, name, remote_pin, cid_only } = request;
     let bar = (!cid_only && !out.is_json()).then(progress_bar);
     let progress = bar.clone().map(|bar| {
         Arc::new(move |done: u64, total: Option<u64>| bar.update(done, total))
             as ipfs_accelerate_common::store::Progress
     });
     let options = AddOptions { profile, pin, name: name.clone(), progress };
-    let added = if path == Path::new("-") {
-        store.add_reader(tokio::io::stdin(), options).await
+    let input = if path == Path::new("-") {
+        AddInput::Reader(Box::new(tokio::io::stdin()))
     } else {
-        store.add_path(path, options).await
+        AddInput::Path(path.to_path_buf())
     };
+    let added = store.add(input, options, remote_pin).await;
     if let Some(bar) = &bar {
         bar.finish();
     }
     let added = added.with_context(|| format!("adding {}", path.display()))?;
+    let tiers = added.tiers;
+    let added = added.value;
     let body = json!({
         "cid": added.root.to_string(),
         "size": added.size,
@@ -231,9 +349,12 @@ async fn add(
         "bytes_new": added.bytes_new,
         "profile": profile.name(),
         "pinned": pin,
+        "remote_pin": remote_pin,
         "name": name.as_ref().map(Name::to_string),
+        "tiers": tiers,
     });
     out.emit(&body, || {
+        report_receipts(&tiers, cid_only);
         if cid_only {
             println!("{}", added.root);
         } else {
@@ -258,7 +379,7 @@ async fn cid(path: &Path, profile: Profile, out: &Output) -> anyhow::Result<()> 
 
 async fn pin(store: &Store, command: PinCommand, out: &Output) -> anyhow::Result<()> {
     match command {
-        PinCommand::Add { cid, direct } => {
+        PinCommand::Add { cid, direct, remote: _ } => {
             let cid = parse(&cid)?;
             let mode = if direct { PinMode::Direct } else { PinMode::Recursive };
             store.pin(&cid, mode).await?;

@@ -34,6 +34,16 @@ fn car_error(e: iroh_car::Error) -> Error {
     Error::InvalidCar { reason: e.to_string() }
 }
 
+/// A CAR v1 holding `blocks`, in memory, with the first as its root (for sending a batch).
+pub(crate) async fn encode(blocks: &[Block]) -> Result<Vec<u8>> {
+    let roots = blocks.first().map(|b| vec![*b.cid()]).unwrap_or_default();
+    let mut car = CarWriter::new(CarHeader::new_v1(roots), Vec::new());
+    for block in blocks {
+        car.write(*block.cid(), block.data()).await.map_err(car_error)?;
+    }
+    car.finish().await.map_err(car_error)
+}
+
 impl Store {
     /// Writes the DAG under `root` as a CAR v1 to `writer`; returns the number of blocks.
     pub async fn export_car<W: AsyncWrite + Unpin + Send>(

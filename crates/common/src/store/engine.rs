@@ -100,6 +100,17 @@ CREATE TABLE IF NOT EXISTS cache_stats (
     evictions INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, pid INTEGER NOT NULL, started INTEGER NOT NULL);
+-- Content this node's policy pins on a remote tier. A `pending` row (the remote has not yet
+-- confirmed) is a GC root: until then the local copy may be the only one.
+CREATE TABLE IF NOT EXISTS remote_pins (
+    mh BLOB NOT NULL,
+    cid TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated INTEGER NOT NULL,
+    error TEXT,
+    PRIMARY KEY (mh, tier)
+);
 CREATE TABLE IF NOT EXISTS temp_pins (
     session TEXT NOT NULL,
     op INTEGER NOT NULL,

@@ -102,6 +102,7 @@ INSERT OR IGNORE INTO temp.live (mh)
 WITH RECURSIVE reach(mh) AS (
     SELECT mh FROM pins WHERE recursive = 1
     UNION SELECT mh FROM names
+    UNION SELECT mh FROM remote_pins WHERE state = 'pending'
     UNION SELECT refs.child FROM refs JOIN reach ON refs.parent = reach.mh
 )
 SELECT mh FROM reach

@@ -16,16 +16,17 @@
 //! # }).unwrap();
 //! ```
 
-mod car;
+pub(crate) mod car;
 mod engine;
 mod flatfs;
 mod gc;
 mod names;
+mod remote_pins;
+mod tiered;
 
 use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::pin::Pin as StdPin;
 use std::sync::Arc;
 
 use cid::Cid;
@@ -37,9 +38,16 @@ use engine::Engine;
 use engine::TempPin;
 pub use gc::{DagStat, GcReport, Pin, PinMode, Usage, VerifyReport};
 pub use names::{Expect, Name, NameEntry, NameHistoryEntry};
+pub use remote_pins::{RemotePin, RemotePinState};
+pub use tiered::{
+    FetchReport, Outcome, PushReport, Receipt, Receipted, TierStatus, TieredStatus, TieredStore,
+};
+
+pub(crate) use engine::now;
 
 use crate::cid::Block;
 use crate::config::Config;
+use crate::remote::{Blockstore, BoxFuture};
 use crate::unixfs::{self, BlockSource, Profile};
 use crate::{Error, Result};
 
@@ -141,17 +149,30 @@ pub struct RepairReport {
     pub unrepaired: Vec<(String, String)>,
 }
 
-/// A place a block can be fetched from to repair a local copy: another tier, a peer, another
-/// store. Implementations return verified blocks.
-pub trait BlockFetcher: Send + Sync {
-    /// A short description for reports ("kubo at 127.0.0.1:5001", "store /srv/b").
-    fn describe(&self) -> String;
-    /// The verified block for `cid`.
-    fn fetch<'a>(
-        &'a self,
-        cid: &'a Cid,
-    ) -> StdPin<Box<dyn Future<Output = Result<Block>> + Send + 'a>>;
+/// What to add: a file, bytes in memory, or a stream.
+pub enum AddInput {
+    /// The file at this path (its size drives progress).
+    Path(PathBuf),
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// Everything this reader yields.
+    Reader(Box<dyn AsyncRead + Unpin + Send>),
 }
+
+impl std::fmt::Debug for AddInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddInput::Path(path) => f.debug_tuple("Path").field(path).finish(),
+            AddInput::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            AddInput::Reader(_) => f.write_str("Reader"),
+        }
+    }
+}
+
+/// Runs inside the transaction that ends an add, with the root, before its blocks lose their
+/// temporary pin: whatever it records protects the content with no window for GC.
+pub(crate) type CommitHook =
+    dyn Fn(&Engine, &rusqlite::Transaction<'_>, &Cid) -> Result<()> + Send + Sync;
 
 /// The embedded store. Cheap to clone; every clone shares one open store.
 #[derive(Debug, Clone)]
@@ -189,13 +210,7 @@ impl Store {
 
     /// Adds the file at `path` as UnixFS.
     pub async fn add_path(&self, path: impl AsRef<Path>, options: AddOptions) -> Result<Added> {
-        let path = path.as_ref().to_path_buf();
-        self.run(move |engine| {
-            let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-            let total = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
-            add(engine, file, Some(total), &options)
-        })
-        .await
+        self.add(AddInput::Path(path.as_ref().to_path_buf()), options).await
     }
 
     /// Adds everything `reader` yields as UnixFS.
@@ -204,15 +219,45 @@ impl Store {
         reader: R,
         options: AddOptions,
     ) -> Result<Added> {
-        let reader = tokio_util::io::SyncIoBridge::new(reader);
-        self.run(move |engine| add(engine, reader, None, &options)).await
+        self.add(AddInput::Reader(Box::new(reader)), options).await
     }
 
     /// Adds `bytes` as UnixFS.
     pub async fn add_bytes(&self, bytes: Vec<u8>, options: AddOptions) -> Result<Added> {
-        let total = bytes.len() as u64;
-        self.run(move |engine| add(engine, std::io::Cursor::new(bytes), Some(total), &options))
-            .await
+        self.add(AddInput::Bytes(bytes), options).await
+    }
+
+    /// Adds `input` as UnixFS.
+    pub async fn add(&self, input: AddInput, options: AddOptions) -> Result<Added> {
+        self.add_with(input, options, None).await
+    }
+
+    pub(crate) async fn add_with(
+        &self,
+        input: AddInput,
+        options: AddOptions,
+        hook: Option<Arc<CommitHook>>,
+    ) -> Result<Added> {
+        self.run(move |engine| {
+            let hook = hook.as_deref();
+            match input {
+                AddInput::Path(path) => {
+                    let file =
+                        std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+                    let total = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+                    add(engine, file, Some(total), &options, hook)
+                }
+                AddInput::Bytes(bytes) => {
+                    let total = bytes.len() as u64;
+                    add(engine, std::io::Cursor::new(bytes), Some(total), &options, hook)
+                }
+                AddInput::Reader(reader) => {
+                    let reader = tokio_util::io::SyncIoBridge::new(reader);
+                    add(engine, reader, None, &options, hook)
+                }
+            }
+        })
+        .await
     }
 
     /// Writes the verified bytes of file `cid` in `range` to `writer`; returns bytes written.
@@ -377,12 +422,12 @@ impl Store {
     }
 
     /// Verifies, then replaces every corrupt or missing block with a verified copy from `source`.
-    pub async fn repair(&self, source: &dyn BlockFetcher) -> Result<RepairReport> {
+    pub async fn repair(&self, source: &dyn Blockstore) -> Result<RepairReport> {
         let found = self.verify().await?;
         let mut report = RepairReport { found: found.clone(), ..RepairReport::default() };
         for text in found.corrupt.iter().chain(&found.missing) {
             let cid = crate::cid::parse(text)?;
-            match source.fetch(&cid).await {
+            match source.get(&cid).await {
                 Ok(block) => {
                     self.run(move |engine| engine.rewrite(&block)).await?;
                     report.repaired.push(text.clone());
@@ -427,17 +472,23 @@ impl Store {
     }
 }
 
-/// A store is a repair source for another store (and, later, for remote tiers).
-impl BlockFetcher for Store {
+/// A store is a block source for another store (repair from another worker's store) and the
+/// local tier of a [`TieredStore`].
+impl Blockstore for Store {
     fn describe(&self) -> String {
         format!("store {}", self.root().display())
     }
 
-    fn fetch<'a>(
-        &'a self,
-        cid: &'a Cid,
-    ) -> StdPin<Box<dyn Future<Output = Result<Block>> + Send + 'a>> {
+    fn get<'a>(&'a self, cid: &'a Cid) -> BoxFuture<'a, Result<Block>> {
         Box::pin(self.get_block(cid))
+    }
+
+    fn put<'a>(&'a self, block: &'a Block) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.put_blocks(vec![block.clone()]).await.map(drop) })
+    }
+
+    fn has<'a>(&'a self, cid: &'a Cid) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(Store::has(self, cid))
     }
 }
 
@@ -457,6 +508,7 @@ fn add(
     reader: impl Read,
     total: Option<u64>,
     options: &AddOptions,
+    hook: Option<&CommitHook>,
 ) -> Result<Added> {
     let temp = engine.temp_pin();
     let result = std::thread::scope(|scope| {
@@ -498,13 +550,16 @@ fn add(
         // The writer's error is the cause when both failed.
         let bytes_new = written?;
         let imported = imported?;
-        if options.pin || options.name.is_some() {
+        if options.pin || options.name.is_some() || hook.is_some() {
             engine.write(|tx| {
                 if options.pin {
                     engine.pin_in(tx, &imported.root, PinMode::Recursive)?;
                 }
                 if let Some(name) = &options.name {
                     engine.name_set_in(tx, name, &imported.root, Expect::Any)?;
+                }
+                if let Some(hook) = hook {
+                    hook(engine, tx, &imported.root)?;
                 }
                 Ok(())
             })?;

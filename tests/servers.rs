@@ -1,0 +1,72 @@
+//! The loopback servers `cargo xtask test` starts for the storage-tier tests (see
+//! `xtask/src/servers.rs`): an IPFS node with Kubo's RPC API and an S3 server.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A variable the test runner exports; a clear failure when the servers are not running.
+pub fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: the storage-tier tests need the loopback IPFS node and S3 server \
+             that `cargo xtask test` starts (or run `cargo xtask serve` and export what it prints)"
+        )
+    })
+}
+
+/// The IPFS node's API as a multiaddr (`/ip4/127.0.0.1/tcp/N`), as users set `IPFS_API`.
+pub fn ipfs_api() -> String {
+    var("IPFS_ACCELERATE_TEST_IPFS_API")
+}
+
+/// The IPFS node's repo directory (to tamper with its blocks).
+pub fn ipfs_repo() -> PathBuf {
+    PathBuf::from(var("IPFS_ACCELERATE_TEST_IPFS_REPO"))
+}
+
+/// The S3 server.
+#[derive(Debug, Clone)]
+pub struct S3Server {
+    /// `http://127.0.0.1:N`.
+    pub endpoint: String,
+    /// A bucket that exists.
+    pub bucket: String,
+    /// Credentials it accepts.
+    pub access_key: String,
+    /// Credentials it accepts.
+    pub secret_key: String,
+}
+
+/// The running S3 server.
+pub fn s3() -> S3Server {
+    S3Server {
+        endpoint: var("IPFS_ACCELERATE_TEST_S3_ENDPOINT"),
+        bucket: var("IPFS_ACCELERATE_TEST_S3_BUCKET"),
+        access_key: var("IPFS_ACCELERATE_TEST_S3_ACCESS_KEY"),
+        secret_key: var("IPFS_ACCELERATE_TEST_S3_SECRET_KEY"),
+    }
+}
+
+impl S3Server {
+    /// `s3://bucket/prefix`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// The environment a user sets to point the CLI at this server under `prefix`.
+    pub fn cli_env(&self, cmd: &mut Command, prefix: &str) {
+        cmd.env("IPFS_ACCELERATE_S3_URL", self.url(prefix))
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .env("AWS_REGION", "us-east-1");
+    }
+}
+
+/// A name no other test (or earlier run) uses: for S3 prefixes and unique content.
+pub fn unique(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{label}-{}-{nanos}", std::process::id())
+}
