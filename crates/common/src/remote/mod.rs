@@ -90,7 +90,7 @@ pub struct TierState {
 /// Gating, with the Python original's variables made explicit: `IPFS_KIT_DISABLE` or
 /// `STORAGE_FORCE_LOCAL` true forces local-only; `CI` true disables remote tiers unless
 /// `IPFS_ACCELERATE_REMOTE_IN_CI` is true. Building a tier contacts nothing; only its use does.
-pub fn select(config: &Config) -> Result<(Vec<Arc<dyn Remote>>, Vec<TierState>)> {
+pub fn select(config: &Config) -> Result<Selection> {
     let remote = config.remote();
     let storage = config.storage();
     let gate = if storage.ipfs_kit_disable.value {
@@ -157,10 +157,113 @@ pub fn select(config: &Config) -> Result<(Vec<Arc<dyn Remote>>, Vec<TierState>)>
             }
         }
     }
-    Ok((tiers, states))
+    Ok(Selection { remotes: tiers, states })
+}
+
+/// What [`select`] decided.
+pub struct Selection {
+    /// The tiers in use, in order of preference for reads (Kubo, then S3).
+    pub remotes: Vec<Arc<dyn Remote>>,
+    /// Every tier kind, in use or not, with the reason.
+    pub states: Vec<TierState>,
 }
 
 /// "STORAGE_FORCE_LOCAL=true (env STORAGE_FORCE_LOCAL)" or "(file …)".
 fn decided(name: &str, source: &Source) -> String {
     format!("{name} is true ({source})")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::LoadOptions;
+
+    fn states(vars: &[(&str, &str)]) -> (usize, Vec<TierState>) {
+        let mut vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        vars.insert("IPFS_ACCELERATE_DATA_DIR".into(), "/nonexistent".into());
+        let options = LoadOptions { config_file: Some("/dev/null".into()), data_dir: None };
+        let config = Config::load_with_env(&options, |k| vars.get(k).cloned()).unwrap();
+        let selection = select(&config).unwrap();
+        (selection.remotes.len(), selection.states)
+    }
+
+    const BOTH: [(&str, &str); 2] =
+        [("IPFS_API", "/ip4/127.0.0.1/tcp/5001"), ("IPFS_ACCELERATE_S3_URL", "s3://bucket/p")];
+
+    #[test]
+    fn unconfigured_tiers_say_which_variable_enables_them() {
+        let (active, states) = states(&[]);
+        assert_eq!(active, 0);
+        assert!(states[0].reason.contains("IPFS_API"), "{states:?}");
+        assert!(states[1].reason.contains("IPFS_ACCELERATE_S3_URL"), "{states:?}");
+    }
+
+    #[test]
+    fn configured_tiers_are_active_and_say_where_from() {
+        let (active, states) = states(&BOTH);
+        assert_eq!(active, 2);
+        assert_eq!(states[0].location.as_deref(), Some("http://127.0.0.1:5001"));
+        assert_eq!(states[0].reason, "enabled by env IPFS_API");
+        assert_eq!(states[1].location.as_deref(), Some("s3://bucket/p"));
+    }
+
+    #[test]
+    fn each_local_only_switch_turns_every_tier_off_and_is_named() {
+        for (var, value) in [
+            ("IPFS_KIT_DISABLE", "yes"),
+            ("STORAGE_FORCE_LOCAL", "1"),
+            ("STORAGE_FORCE_LOCAL", "TRUE"),
+        ] {
+            let mut vars = BOTH.to_vec();
+            vars.push((var, value));
+            let (active, states) = states(&vars);
+            assert_eq!(active, 0, "{var}={value}");
+            for state in &states {
+                assert!(!state.active);
+                assert!(state.reason.contains(var), "{var}: {}", state.reason);
+            }
+        }
+        // False values leave the tiers on.
+        let mut vars = BOTH.to_vec();
+        vars.push(("STORAGE_FORCE_LOCAL", "0"));
+        assert_eq!(states(&vars).0, 2);
+    }
+
+    #[test]
+    fn ci_turns_remote_tiers_off_unless_explicitly_allowed() {
+        let mut vars = BOTH.to_vec();
+        vars.push(("CI", "true"));
+        let (active, states) = states(&vars);
+        assert_eq!(active, 0);
+        assert!(states[0].reason.contains("CI"), "{}", states[0].reason);
+        assert!(states[0].reason.contains("IPFS_ACCELERATE_REMOTE_IN_CI=1"));
+
+        vars.push(("IPFS_ACCELERATE_REMOTE_IN_CI", "1"));
+        assert_eq!(self::states(&vars).0, 2);
+        // The local-only switches still win over the CI opt-in.
+        vars.push(("STORAGE_FORCE_LOCAL", "1"));
+        assert_eq!(self::states(&vars).0, 0);
+    }
+
+    #[test]
+    fn malformed_remote_settings_are_errors_naming_the_variable() {
+        for (var, value) in [
+            ("IPFS_API", "localhost:5001"),
+            ("IPFS_ACCELERATE_S3_URL", "https://bucket"),
+            ("IPFS_ACCELERATE_S3_URL", "s3://B"),
+            ("AWS_ENDPOINT_URL", "127.0.0.1:9000"),
+            ("IPFS_ACCELERATE_REMOTE_TIMEOUT", "soon"),
+            ("IPFS_ACCELERATE_REMOTE_TIMEOUT", "0"),
+            ("IPFS_ACCELERATE_REMOTE_IN_CI", "maybe"),
+        ] {
+            let vars: HashMap<&str, &str> = HashMap::from([(var, value)]);
+            let options = LoadOptions { config_file: Some("/dev/null".into()), data_dir: None };
+            let err = Config::load_with_env(&options, |k| vars.get(k).map(|v| v.to_string()))
+                .unwrap_err();
+            assert!(err.to_string().contains(var), "{var}={value}: {err}");
+        }
+    }
 }

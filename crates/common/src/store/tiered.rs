@@ -150,8 +150,8 @@ impl TieredStore {
     /// ([`remote::select`]).
     pub async fn open_config(config: &Config) -> Result<TieredStore> {
         let local = Store::open_config(config).await?;
-        let (remotes, states) = remote::select(config)?;
-        Ok(TieredStore { local, remotes, states })
+        let selection = remote::select(config)?;
+        Ok(TieredStore { local, remotes: selection.remotes, states: selection.states })
     }
 
     /// `local` in front of `remotes`, in order of preference for reads.
@@ -198,11 +198,11 @@ impl TieredStore {
             }) as Arc<CommitHook>
         });
         let added = self.local.add_with(input, options, hook).await?;
-        let mut tiers = self.skipped();
+        let mut used = Vec::new();
         for remote in &self.remotes {
-            tiers.push(self.replicate(remote.as_ref(), &added.root, remote_pin).await);
+            used.push(self.replicate(remote.as_ref(), &added.root, remote_pin).await);
         }
-        Ok(Receipted { value: added, tiers })
+        Ok(Receipted { value: added, tiers: self.receipts(used) })
     }
 
     /// Pushes the DAG under `root` (complete locally) to every remote, and completes any
@@ -285,19 +285,13 @@ impl TieredStore {
         self.require_remotes()?;
         let report = self.local.repair(&AnyRemote(&self.remotes)).await?;
         let detail = format!("{} blocks repaired", report.repaired.len());
-        let tiers = self
-            .skipped()
-            .into_iter()
-            .chain(self.remotes.iter().map(|r| Receipt {
-                tier: r.describe(),
-                outcome: if report.repaired.is_empty() {
-                    Outcome::NotNeeded
-                } else {
-                    Outcome::Used
-                },
-                detail: detail.clone(),
-            }))
-            .collect();
+        let outcome = if report.repaired.is_empty() { Outcome::NotNeeded } else { Outcome::Used };
+        let tiers = self.receipts(
+            self.remotes
+                .iter()
+                .map(|r| Receipt { tier: r.describe(), outcome, detail: detail.clone() })
+                .collect(),
+        );
         Ok(Receipted { value: report, tiers })
     }
 
@@ -330,18 +324,24 @@ impl TieredStore {
         self.local.run(Engine::remote_pins).await
     }
 
-    /// Receipts for the tiers that are configured off or gated off.
-    fn skipped(&self) -> Vec<Receipt> {
+    /// One receipt per tier, in tier order: `active` (one per remote, in order) for the tiers
+    /// in use, a skip naming the deciding setting for the others.
+    fn receipts(&self, active: Vec<Receipt>) -> Vec<Receipt> {
+        let mut active = active.into_iter();
         self.states
             .iter()
-            .filter(|s| !s.active)
-            .map(|s| Receipt {
-                tier: match &s.location {
-                    Some(location) => format!("{} at {location}", s.kind),
-                    None => s.kind.to_string(),
-                },
-                outcome: Outcome::Skipped,
-                detail: s.reason.clone(),
+            .filter_map(|s| {
+                if s.active {
+                    return active.next();
+                }
+                Some(Receipt {
+                    tier: match &s.location {
+                        Some(location) => format!("{} at {location}", s.kind),
+                        None => s.kind.to_string(),
+                    },
+                    outcome: Outcome::Skipped,
+                    detail: s.reason.clone(),
+                })
             })
             .collect()
     }
@@ -362,7 +362,7 @@ impl TieredStore {
         root: &Cid,
         pin: impl Fn(&dyn Remote) -> bool,
     ) -> Result<Receipted<PushReport>> {
-        let mut tiers = self.skipped();
+        let mut used = Vec::new();
         let mut tiers_ok = 0;
         let mut any_pin = false;
         for remote in &self.remotes {
@@ -370,8 +370,9 @@ impl TieredStore {
             any_pin |= pin;
             let receipt = self.replicate(remote.as_ref(), root, pin).await;
             tiers_ok += usize::from(receipt.outcome == Outcome::Used);
-            tiers.push(receipt);
+            used.push(receipt);
         }
+        let tiers = self.receipts(used);
         let value = PushReport { root: root.to_string(), remote_pin: any_pin, tiers_ok };
         Ok(Receipted { value, tiers })
     }
@@ -451,12 +452,18 @@ impl TieredStore {
                 .local
                 .run(move |engine| wanted.iter().map(|c| engine.has(c)).collect())
                 .await?;
-            let (here, missing): (Vec<(Cid, bool)>, Vec<(Cid, bool)>) =
-                batch.into_iter().zip(present).partition(|(_, present)| *present);
-            report.blocks_local += here.len() as u64;
-            // Local raw leaves link nowhere: only local dag-pb nodes are read, for their links.
-            let local_nodes: Vec<Cid> =
-                here.into_iter().map(|(c, _)| c).filter(|c| c.codec() == DAG_PB).collect();
+            let (mut local_nodes, mut missing) = (Vec::new(), Vec::new());
+            for (cid, present) in batch.into_iter().zip(present) {
+                if !present {
+                    missing.push(cid);
+                    continue;
+                }
+                report.blocks_local += 1;
+                // Local raw leaves link nowhere: only local dag-pb nodes are read, for links.
+                if cid.codec() == DAG_PB {
+                    local_nodes.push(cid);
+                }
+            }
             for block in self.local.get_blocks(local_nodes).await? {
                 walk.extend(&block)?;
             }
@@ -467,7 +474,7 @@ impl TieredStore {
                 self.require_remotes()?;
             }
             let fetched: Vec<(Block, usize)> =
-                stream::iter(missing.iter().map(|(cid, _)| self.fetch_one(cid)))
+                stream::iter(missing.iter().map(|cid| self.fetch_one(cid)))
                     .buffer_unordered(CONCURRENCY)
                     .collect::<Vec<_>>()
                     .await
@@ -493,7 +500,7 @@ impl TieredStore {
             }
             self.local.run(move |engine| engine.put_blocks(&blocks, Some(temp))).await?;
         }
-        let mut tiers = self.skipped();
+        let mut used = Vec::new();
         for (remote, tally) in self.remotes.iter().zip(tallies) {
             let failed = tally
                 .first_error
@@ -504,12 +511,13 @@ impl TieredStore {
                 (0, _) => Outcome::Failed,
                 _ => Outcome::Used,
             };
-            tiers.push(Receipt {
+            used.push(Receipt {
                 tier: remote.describe(),
                 outcome,
                 detail: format!("fetched {} blocks ({} bytes){failed}", tally.blocks, tally.bytes),
             });
         }
+        let tiers = self.receipts(used);
         Ok(Receipted { value: report, tiers })
     }
 
