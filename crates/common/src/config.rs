@@ -768,6 +768,32 @@ mod tests {
     }
 
     #[test]
+    fn the_config_file_can_say_what_the_remote_variables_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "[remote]\nipfs_api = \"/dns4/ipfs.internal/tcp/5001\"\ns3_url = \"s3://models/cas\"\n\
+             s3_endpoint = \"http://10.0.0.5:9000\"\ns3_region = \"eu-west-1\"\nin_ci = true\ntimeout = \"5s\"\n",
+        )
+        .unwrap();
+        let options = LoadOptions { config_file: Some(file.clone()), data_dir: None };
+        let config = load(&[("AWS_REGION", "us-west-2")], options).unwrap();
+        let remote = config.remote();
+        assert_eq!(remote.ipfs_api.value.as_deref(), Some("http://ipfs.internal:5001"));
+        assert_eq!(remote.ipfs_api.source, Source::File(file));
+        let s3 = remote.s3_url.value.as_ref().unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("models", "cas"));
+        assert_eq!(remote.s3_endpoint.value.as_deref(), Some("http://10.0.0.5:9000"));
+        // The environment wins over the file.
+        assert_eq!(remote.s3_region.value, "us-west-2");
+        assert!(remote.in_ci.value);
+        assert_eq!(remote.timeout.value, std::time::Duration::from_secs(5));
+        let shown = config.entries();
+        assert!(shown.iter().any(|e| e.key == "remote.timeout" && e.value == "5s"));
+    }
+
+    #[test]
     fn legacy_cache_dir_is_used_only_when_data_dir_is_unset() {
         let config = load(&[("IPFS_ACCELERATE_CACHE_DIR", "/legacy")], no_file()).unwrap();
         assert_eq!(config.data_dir().source, Source::Env(ENV_LEGACY_CACHE_DIR));
