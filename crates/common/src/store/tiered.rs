@@ -112,6 +112,7 @@ pub struct TierStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TieredStatus {
     /// The embedded store.
+    #[serde(flatten)]
     pub local: Status,
     /// Every tier kind, active or not.
     pub tiers: Vec<TierStatus>,
@@ -239,6 +240,7 @@ impl TieredStore {
     /// Makes the DAG under `root` complete locally, fetching each missing block (verified)
     /// from the first remote that has it.
     pub async fn fetch(&self, root: &Cid) -> Result<Receipted<FetchReport>> {
+        self.require_remotes()?;
         let temp = self.temp_pin().await?;
         let result = self.fetch_under(root, temp).await;
         self.release(temp).await;
@@ -470,8 +472,9 @@ impl TieredStore {
             if missing.is_empty() {
                 continue;
             }
-            if self.remotes.is_empty() {
-                self.require_remotes()?;
+            if let (true, Some(cid)) = (self.remotes.is_empty(), missing.first()) {
+                // Local only: a read of absent content is what it always was.
+                return Err(Error::NotFound { cid: cid.to_string() });
             }
             let fetched: Vec<(Block, usize)> =
                 stream::iter(missing.iter().map(|cid| self.fetch_one(cid)))
