@@ -130,6 +130,14 @@ async fn kubo_rpc_blocks_pins_and_cars_round_trip() {
     assert!(kubo.is_pinned(block.cid()).await.unwrap());
     kubo.unpin(block.cid()).await.unwrap();
     assert!(!kubo.is_pinned(block.cid()).await.unwrap());
+    // A dag-pb node (a CIDv0 root) goes in under its own codec too.
+    let (_dir, local) = store().await;
+    let legacy = AddOptions { profile: Profile::UnixfsV0_2015, ..AddOptions::default() };
+    let root = local.add_bytes(content(300_000), legacy).await.unwrap().root;
+    let node = local.get_block(&root).await.unwrap();
+    let stat = client.block_put(&node).await.unwrap();
+    assert_eq!((stat.key.codec(), stat.key.hash()), (root.codec(), root.hash()));
+    assert_eq!(kubo.get(&root).await.unwrap(), node);
     // Unpinning twice is not an error.
     kubo.unpin(block.cid()).await.unwrap();
     kubo.delete(block.cid()).await.unwrap();

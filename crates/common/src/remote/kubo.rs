@@ -246,12 +246,9 @@ impl KuboClient {
                 })
             }
         };
-        let query = [
-            ("cid-codec", codec.to_string()),
-            // Kubo before 0.13 and js-ipfs read `format`.
-            ("format", codec.to_string()),
-            ("mhtype", "sha2-256".to_string()),
-        ];
+        // `format`, not `cid-codec`: every Kubo still reads it (deprecated since 0.13, and an
+        // error when combined with a non-raw `cid-codec`), and js-ipfs reads only it.
+        let query = [("format", codec.to_string()), ("mhtype", "sha2-256".to_string())];
         let stat: BlockStat = self.json("block/put", &query, Some(block.data().to_vec())).await?;
         if !same_block(&stat.key, block.cid()) {
             return Err(self.error(
