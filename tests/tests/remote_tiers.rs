@@ -85,6 +85,11 @@ async fn the_node_computes_the_same_cids_as_we_do_and_as_independent_calculators
     let client = KuboClient::new(&servers::ipfs_api(), TIMEOUT).unwrap();
     let version = client.version().await.unwrap();
     assert!(!version.version.is_empty());
+    let id = client.id().await.unwrap();
+    assert!(!id.id.is_empty());
+    // The test node listens on loopback only.
+    let addresses = id.addresses.unwrap_or_default();
+    assert!(addresses.iter().all(|a| a.starts_with("/ip4/127.0.0.1/")), "{addresses:?}");
     let dir = tempfile::tempdir().unwrap();
     // One byte short of, exactly, and past one 256 KiB chunk; several chunks.
     for len in [6, 262_143, 262_144, 262_145, 1_300_000] {
