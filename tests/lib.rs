@@ -98,15 +98,20 @@ impl Env {
 
     /// Runs `--json ARGS`, asserts success, and parses stdout.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        let output = self.cmd().arg("--json").args(args).output().expect("run the binary");
-        assert!(
-            output.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+        json_of(self.std_cmd(), args)
     }
+}
+
+/// Runs `cmd --json ARGS`, asserts it succeeded (showing its output if not), and parses stdout.
+pub fn json_of(mut cmd: Command, args: &[&str]) -> serde_json::Value {
+    let output = cmd.arg("--json").args(args).output().expect("run the binary");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
 }
 
 /// Every file under `dir` (recursively) with its bytes, sorted by path; empty if `dir` is absent.

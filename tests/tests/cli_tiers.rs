@@ -53,14 +53,7 @@ impl Worker {
     fn json_with(&self, vars: &[(&str, &str)], args: &[&str]) -> Value {
         let mut cmd = self.command();
         cmd.envs(vars.iter().copied());
-        let output = cmd.arg("--json").args(args).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
+        tests::json_of(cmd, args)
     }
 
     fn file(&self, bytes: &[u8]) -> String {

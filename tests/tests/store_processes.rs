@@ -20,14 +20,7 @@ fn cmd(home: &Path) -> Command {
 }
 
 fn run_json(home: &Path, args: &[&str]) -> Value {
-    let output = cmd(home).arg("--json").args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    tests::json_of(cmd(home), args)
 }
 
 fn cat(home: &Path, cid: &str) -> Vec<u8> {

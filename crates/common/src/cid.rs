@@ -104,6 +104,18 @@ pub fn raw_cid(data: &[u8]) -> Cid {
     Cid::new_v1(RAW, sha256(data))
 }
 
+/// Whether `a` and `b` name the same block: same codec and multihash, whatever the CID
+/// version or base (stores key blocks by multihash, and nodes answer a CIDv0 request with a
+/// CIDv1, or the reverse).
+pub fn same_block(a: &Cid, b: &Cid) -> bool {
+    a.codec() == b.codec() && a.hash() == b.hash()
+}
+
+/// Whether `text` parses to a CID naming the same block as `cid` (see [`same_block`]).
+pub fn names_block(text: &str, cid: &Cid) -> bool {
+    Cid::try_from(text).is_ok_and(|c| same_block(&c, cid))
+}
+
 /// A block whose bytes are known to hash to its CID: the only way to make one is to check.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Block {

@@ -28,7 +28,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
 use super::{Blockstore, BoxFuture, Remote};
-use crate::cid::{Block, DAG_PB, RAW};
+use crate::cid::{names_block, same_block, Block, DAG_PB, RAW};
 use crate::{Error, Result};
 
 /// Converts `IPFS_API` (a multiaddr like `/ip4/127.0.0.1/tcp/5001`, or an `http(s)://` URL) to
@@ -71,7 +71,6 @@ pub fn api_url(text: &str) -> Option<String> {
 pub struct KuboClient {
     base: String,
     http: reqwest::Client,
-    timeout: Duration,
 }
 
 /// `/api/v0/version`.
@@ -195,7 +194,7 @@ impl KuboClient {
                 tier: format!("kubo at {base}"),
                 reason: e.to_string(),
             })?;
-        Ok(KuboClient { base, http, timeout })
+        Ok(KuboClient { base, http })
     }
 
     /// The API's base URL.
@@ -310,7 +309,7 @@ impl KuboClient {
     pub async fn pin_ls(&self, cid: &Cid) -> Result<bool> {
         let query = [("arg", cid.to_string()), ("type", "recursive".to_string())];
         match self.json::<PinLsResponse>("pin/ls", &query, None).await {
-            Ok(reply) => Ok(reply.keys.keys().any(|k| parses_to(k, cid))),
+            Ok(reply) => Ok(reply.keys.keys().any(|k| names_block(k, cid))),
             Err(Error::RemoteStatus { message, .. }) if message.contains("not pinned") => Ok(false),
             Err(e) => Err(e),
         }
@@ -350,7 +349,7 @@ impl KuboClient {
     }
 
     fn expect_pinned(&self, op: &str, cid: &Cid, pins: &[String]) -> Result<()> {
-        if pins.iter().any(|p| parses_to(p, cid)) {
+        if pins.iter().any(|p| names_block(p, cid)) {
             Ok(())
         } else {
             Err(self.error(op, format!("the reply does not list {cid}: {pins:?}")))
@@ -428,11 +427,6 @@ impl KuboClient {
             let shown: String = text.chars().take(200).collect();
             self.error(op, format!("unexpected reply ({e}): {shown}"))
         })
-    }
-
-    /// The per-request deadline.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 }
 
@@ -523,16 +517,6 @@ impl Remote for Kubo {
             }
         })
     }
-}
-
-/// Same codec and multihash: Kubo keys blocks by multihash and may answer a CIDv0 request
-/// with a CIDv1 (or the reverse), in any base.
-fn same_block(a: &Cid, b: &Cid) -> bool {
-    a.codec() == b.codec() && a.hash() == b.hash()
-}
-
-fn parses_to(text: &str, cid: &Cid) -> bool {
-    Cid::try_from(text).is_ok_and(|c| same_block(&c, cid))
 }
 
 /// How long `block/stat` may look for a block the node should already have.

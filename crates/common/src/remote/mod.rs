@@ -108,56 +108,63 @@ pub fn select(config: &Config) -> Result<Selection> {
     } else {
         None
     };
-    let mut tiers: Vec<Arc<dyn Remote>> = Vec::new();
-    let mut states = Vec::new();
+    let mut selection = Selection { remotes: Vec::new(), states: Vec::new() };
+    let kubo = remote.ipfs_api.value.as_ref().map(|url| (url.clone(), url));
+    selection.decide(
+        "kubo",
+        kubo,
+        &remote.ipfs_api.source,
+        ENV_IPFS_API,
+        "remote.ipfs_api",
+        &gate,
+        |url| Ok(Arc::new(Kubo::new(KuboClient::new(url, remote.timeout.value)?))),
+    )?;
+    let s3 = remote.s3_url.value.as_ref().map(|location| (location.to_string(), location));
+    selection.decide(
+        "s3",
+        s3,
+        &remote.s3_url.source,
+        ENV_S3_URL,
+        "remote.s3_url",
+        &gate,
+        |location| Ok(Arc::new(S3::from_config(location, remote)?)),
+    )?;
+    Ok(selection)
+}
 
-    match &remote.ipfs_api.value {
-        None => states.push(TierState {
-            kind: "kubo",
-            location: None,
-            active: false,
-            reason: format!("not configured (set {ENV_IPFS_API} or remote.ipfs_api)"),
-        }),
-        Some(url) => {
-            let state = |active, reason| TierState {
-                kind: "kubo",
-                location: Some(url.clone()),
-                active,
-                reason,
-            };
-            match &gate {
-                Some(why) => states.push(state(false, why.clone())),
-                None => {
-                    tiers.push(Arc::new(Kubo::new(KuboClient::new(url, remote.timeout.value)?)));
-                    states.push(state(true, format!("enabled by {}", remote.ipfs_api.source)));
-                }
+impl Selection {
+    /// Records tier `kind`: not configured (naming what enables it), gated off (naming why),
+    /// or built and active (naming the setting that enabled it).
+    #[allow(clippy::too_many_arguments)]
+    fn decide<T>(
+        &mut self,
+        kind: &'static str,
+        configured: Option<(String, &T)>,
+        source: &Source,
+        var: &str,
+        key: &str,
+        gate: &Option<String>,
+        build: impl FnOnce(&T) -> Result<Arc<dyn Remote>>,
+    ) -> Result<()> {
+        let Some((location, value)) = configured else {
+            self.states.push(TierState {
+                kind,
+                location: None,
+                active: false,
+                reason: format!("not configured (set {var} or {key})"),
+            });
+            return Ok(());
+        };
+        let (active, reason) = match gate {
+            Some(why) => (false, why.clone()),
+            None => {
+                self.remotes.push(build(value)?);
+                (true, format!("enabled by {source}"))
             }
-        }
+        };
+        self.states.push(TierState { kind, location: Some(location), active, reason });
+        Ok(())
     }
-    match &remote.s3_url.value {
-        None => states.push(TierState {
-            kind: "s3",
-            location: None,
-            active: false,
-            reason: format!("not configured (set {ENV_S3_URL} or remote.s3_url)"),
-        }),
-        Some(location) => {
-            let state = |active, reason| TierState {
-                kind: "s3",
-                location: Some(location.to_string()),
-                active,
-                reason,
-            };
-            match &gate {
-                Some(why) => states.push(state(false, why.clone())),
-                None => {
-                    tiers.push(Arc::new(S3::from_config(location, remote)?));
-                    states.push(state(true, format!("enabled by {}", remote.s3_url.source)));
-                }
-            }
-        }
-    }
-    Ok(Selection { remotes: tiers, states })
 }
 
 /// What [`select`] decided.

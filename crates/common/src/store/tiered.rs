@@ -25,7 +25,7 @@ use super::{
     AddInput, AddOptions, Added, CommitHook, PinMode, Range, RemotePin, RemotePinState,
     RepairReport, Status, Store,
 };
-use crate::cid::{Block, DAG_PB};
+use crate::cid::{names_block, Block, DAG_PB};
 use crate::config::Config;
 use crate::remote::{self, Blockstore, BoxFuture, Remote, TierState};
 use crate::unixfs::pb;
@@ -214,7 +214,7 @@ impl TieredStore {
             .remote_pins()
             .await?
             .into_iter()
-            .filter(|p| p.state == RemotePinState::Pending && parses_to(&p.cid, root))
+            .filter(|p| p.state == RemotePinState::Pending && names_block(&p.cid, root))
             .map(|p| p.tier)
             .collect();
         self.replicate_all(root, |remote| pending.contains(&remote.id())).await
@@ -624,8 +624,4 @@ impl Blockstore for AnyRemote<'_> {
             Ok(false)
         })
     }
-}
-
-fn parses_to(text: &str, cid: &Cid) -> bool {
-    Cid::try_from(text).is_ok_and(|c| c.hash() == cid.hash())
 }
