@@ -50,6 +50,32 @@ pub enum Command {
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// What hardware this machine has and what inference would run on, with the reason for
+    /// every "not available". Cached per machine; `--refresh` probes again.
+    Hardware {
+        /// Probe again instead of reading the cached report.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// What each optional feature needs, what is present, and the commands that would install
+    /// the rest. Prints the plan unless --apply is given.
+    Install {
+        /// Features to look at: cuda, whisper, onnx-runtime, s3, ipfs, llama-server [default: all].
+        features: Vec<String>,
+        /// Print the plan (the default).
+        #[arg(long, conflicts_with = "apply")]
+        plan: bool,
+        /// Run the plan, showing each command and its output; stops at the first failure.
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Check hardware, dependencies, the store, remote tiers and secrets; exits non-zero
+    /// naming whatever the configuration relies on that is broken.
+    Doctor {
+        /// Probe the hardware again instead of reading the cached report.
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Print a shell completion script to stdout.
     Completions {
         /// The shell to generate for.

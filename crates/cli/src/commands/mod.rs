@@ -2,6 +2,7 @@
 
 mod cache;
 mod config;
+mod hardware;
 mod secrets;
 mod storage;
 
@@ -25,6 +26,18 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Storage(command) => {
             let config = load_config(&cli.global)?;
             runtime()?.block_on(storage::run(command, &config, cli.global.quiet > 0, out))
+        }
+        Command::Hardware { refresh } => {
+            let config = load_config(&cli.global)?;
+            runtime()?.block_on(hardware::hardware(&config, refresh, out))
+        }
+        Command::Install { features, plan: _, apply } => {
+            let config = load_config(&cli.global)?;
+            runtime()?.block_on(hardware::install(&config, &features, apply, out))
+        }
+        Command::Doctor { refresh } => {
+            let config = load_config(&cli.global)?;
+            runtime()?.block_on(hardware::doctor(&config, refresh, out))
         }
         Command::Completions { shell } => {
             let mut command = Cli::command();

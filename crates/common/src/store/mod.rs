@@ -133,6 +133,8 @@ pub struct Status {
     pub root: PathBuf,
     /// The budget for unpinned content, if any.
     pub budget: Option<u64>,
+    /// Space left for unprivileged writes on the store's filesystem, where the OS says.
+    pub free_bytes: Option<u64>,
     /// Totals.
     #[serde(flatten)]
     pub usage: Usage,
@@ -407,10 +409,37 @@ impl Store {
     /// Where the store lives and how full it is.
     pub async fn status(&self) -> Result<Status> {
         self.run(|engine| {
+            let free_bytes = rustix::fs::statvfs(engine.root())
+                .ok()
+                .map(|fs| fs.f_bavail.saturating_mul(fs.f_frsize));
             Ok(Status {
                 root: engine.root().to_path_buf(),
                 budget: engine.budget(),
+                free_bytes,
                 usage: engine.usage()?,
+            })
+        })
+        .await
+    }
+
+    /// SQLite's `quick_check` of the store's database: empty when sound, else its findings.
+    /// Cheap next to [`Store::verify`], which rehashes every block.
+    pub async fn check_database(&self) -> Result<Vec<String>> {
+        self.run(|engine| {
+            engine.read(|conn| {
+                let mut statement =
+                    conn.prepare("PRAGMA quick_check").map_err(|e| engine.db_err(e))?;
+                let rows = statement
+                    .query_map([], |row| row.get::<_, String>(0))
+                    .map_err(|e| engine.db_err(e))?;
+                let mut findings = Vec::new();
+                for row in rows {
+                    let line = row.map_err(|e| engine.db_err(e))?;
+                    if line != "ok" {
+                        findings.push(line);
+                    }
+                }
+                Ok(findings)
             })
         })
         .await

@@ -1,0 +1,335 @@
+//! `ipfs-accelerate hardware`, `install` and `doctor`.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use ipfs_accelerate_common::cache::{Cache, CacheConfig};
+use ipfs_accelerate_common::config::Config;
+use ipfs_accelerate_common::secrets::{MasterKey, SecretStore};
+use ipfs_accelerate_common::store::{Store, TieredStore};
+use ipfs_accelerate_common::Error;
+use ipfs_accelerate_install_depends::deps::{self, Context, FeatureStatus, Step};
+use ipfs_accelerate_install_depends::doctor::{Doctor, Level};
+use ipfs_accelerate_install_depends::report::{self, HardwareReport, LoadOptions, Source};
+use ipfs_accelerate_install_depends::select::{self, Needs, Overrides, SelectError, Selection};
+use ipfs_accelerate_install_depends::{gib, BuildInfo, Host};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::output::{AlreadyReported, Output};
+
+/// How long one install step may run (llama-cpp-python compiles llama.cpp: minutes).
+const STEP_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// This binary. GPU backends are compiled in through the worker's cargo features; until the
+/// worker has kernels, every build is CPU-only, and reports say so.
+fn build_info() -> BuildInfo {
+    BuildInfo::new(env!("CARGO_PKG_VERSION"), &[])
+}
+
+async fn load(config: &Config, host: &Host, refresh: bool) -> anyhow::Result<HardwareReport> {
+    let cache = Cache::new(Store::open_config(config).await?, CacheConfig::default());
+    let options = LoadOptions { refresh, ttl: None };
+    Ok(report::load(&cache, host, &build_info(), &options).await?)
+}
+
+fn selection(host: &Host, hardware: &HardwareReport) -> Result<Selection, SelectError> {
+    select::select(&hardware.report, &build_info(), &Needs::default(), &Overrides::from_host(host))
+}
+
+pub async fn hardware(config: &Config, refresh: bool, out: &Output) -> anyhow::Result<()> {
+    let host = Host::current();
+    let hardware = load(config, &host, refresh).await?;
+    let selection = selection(&host, &hardware);
+    let device = match &selection {
+        Ok(s) => json!({ "device": s.device, "reason": s.reason, "passed_over": s.passed_over }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    let mut body = serde_json::to_value(&hardware)?;
+    body["selected"] = device;
+    out.emit(&body, || {
+        match hardware.source {
+            Source::Probed => println!("probed just now"),
+            Source::Cache { age_secs } => println!(
+                "cached report from {} ago (--refresh probes again)",
+                humanize(Duration::from_secs(age_secs))
+            ),
+        }
+        let rows = hardware.report.rows();
+        let width = rows.iter().map(|r| r.probe.len()).max().unwrap_or(0).max(6);
+        for row in &rows {
+            let status = if row.available { "yes" } else { "no" };
+            println!("{:<width$}  {status:<3}  {}", row.probe, row.detail);
+        }
+        println!("{:<width$}  {:<3}  {}", "build", "-", hardware.report.build.describe());
+        match &selection {
+            Ok(s) => {
+                println!("{:<width$}  {:<3}  {s}", "device", "->");
+                for other in s.passed_over.iter().skip(1) {
+                    println!("{:<width$}       also: {other}", "");
+                }
+            }
+            Err(e) => println!("{:<width$}  !!   {e}", "device"),
+        }
+    })?;
+    match selection {
+        Ok(_) => Ok(()),
+        Err(e) if out.is_json() => Err(AlreadyReported(e.to_string()).into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn humanize(age: Duration) -> String {
+    let s = age.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        _ => format!("{:.1} h", s as f64 / 3600.0),
+    }
+}
+
+fn context(config: &Config) -> Context {
+    Context {
+        host: Host::current(),
+        venv: config.data_dir().value.join("python"),
+        cpu: Some(ipfs_accelerate_install_depends::cpu_info()),
+    }
+}
+
+/// A plan step with the command line a person would type.
+#[derive(Serialize)]
+struct PlannedStep<'a> {
+    #[serde(flatten)]
+    step: &'a Step,
+    command: String,
+}
+
+fn print_statuses(statuses: &[FeatureStatus]) {
+    for status in statuses {
+        let verdict = if status.ready { "ready" } else { "NOT READY" };
+        println!("{}  {verdict}  ({})", status.name, status.purpose);
+        for check in &status.checks {
+            let mark = match (check.present, check.requirement.optional) {
+                (true, _) => "ok",
+                (false, true) => "--",
+                (false, false) => "MISSING",
+            };
+            let version = check.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
+            let optional = if check.requirement.optional { ", optional" } else { "" };
+            println!(
+                "  {mark:<7}  {}{version}: {} ({}{optional})",
+                check.requirement.name, check.detail, check.requirement.why
+            );
+        }
+    }
+}
+
+fn print_plan(steps: &[Step]) {
+    for step in steps {
+        match step {
+            Step::Run { purpose, .. } => println!("  # {purpose}\n  {step}"),
+            Step::Manual { purpose, .. } => println!("  # {purpose}\n  {step}"),
+        }
+    }
+}
+
+pub async fn install(
+    config: &Config,
+    names: &[String],
+    apply: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let features = deps::select_features(names)?;
+    let context = context(config);
+    let statuses = deps::check(&context, &features).await;
+    let steps = deps::plan(&context, &statuses, !names.is_empty());
+    let planned: Vec<PlannedStep> =
+        steps.iter().map(|step| PlannedStep { step, command: step.to_string() }).collect();
+    if !apply {
+        return out.emit(&json!({ "features": statuses, "plan": planned }), || {
+            print_statuses(&statuses);
+            if steps.is_empty() {
+                println!("\nnothing to install");
+            } else {
+                println!("\nplan (nothing has been run; `--apply` runs it):");
+                print_plan(&steps);
+            }
+        });
+    }
+    if steps.is_empty() {
+        return out.emit(&json!({ "features": statuses, "plan": planned, "ran": [] }), || {
+            print_statuses(&statuses);
+            println!("\nnothing to install");
+        });
+    }
+    let applied = deps::apply(&steps, STEP_TIMEOUT).await?;
+    let after = deps::check(&context, &features).await;
+    out.emit(&json!({ "features": after, "plan": planned, "ran": applied.ran, "manual": applied.manual }), || {
+        println!();
+        print_statuses(&after);
+        for manual in &applied.manual {
+            println!("left for you: {manual}");
+        }
+    })?;
+    let not_ready: Vec<&str> = after.iter().filter(|s| !s.ready).map(|s| s.name).collect();
+    if not_ready.is_empty() {
+        Ok(())
+    } else {
+        let message = format!("still not ready: {}", not_ready.join(", "));
+        Err(if out.is_json() { AlreadyReported(message).into() } else { anyhow!(message) })
+    }
+}
+
+pub async fn doctor(config: &Config, refresh: bool, out: &Output) -> anyhow::Result<()> {
+    let mut doctor = Doctor::default();
+    match config.config_file() {
+        Some(path) => {
+            doctor.push("config", "file", Level::Ok, format!("loaded {}", path.display()))
+        }
+        None => doctor.push("config", "file", Level::Info, "none; defaults and environment only"),
+    }
+
+    let host = Host::current();
+    match load(config, &host, refresh).await {
+        Ok(hardware) => doctor.hardware(&hardware, &selection(&host, &hardware)),
+        Err(e) => doctor.push("hardware", "report", Level::Fail, format!("{e:#}")),
+    }
+    let context = context(config);
+    doctor.dependencies(&deps::check(&context, &deps::features()).await);
+    store_checks(config, &mut doctor).await;
+    secrets_checks(config, &mut doctor);
+
+    let failures: Vec<String> =
+        doctor.failures().iter().map(|c| format!("{} {}: {}", c.area, c.name, c.detail)).collect();
+    let body =
+        json!({ "checks": doctor.checks, "worst": doctor.worst(), "failures": failures.len() });
+    out.emit(&body, || print!("{}", doctor.render()))?;
+    match failures.len() {
+        0 => Ok(()),
+        n => {
+            let message = format!("{n} problem(s): {}", failures.join("; "));
+            Err(if out.is_json() { AlreadyReported(message).into() } else { anyhow!(message) })
+        }
+    }
+}
+
+async fn store_checks(config: &Config, doctor: &mut Doctor) {
+    let tiered = match TieredStore::open_config(config).await {
+        Ok(tiered) => tiered,
+        Err(e) => {
+            doctor.push(
+                "store",
+                "open",
+                Level::Fail,
+                format!("{}: {e}", config.data_dir().value.display()),
+            );
+            return;
+        }
+    };
+    match tiered.local().check_database().await {
+        Ok(findings) if findings.is_empty() => {}
+        Ok(findings) => doctor.push("store", "database", Level::Fail, findings.join("; ")),
+        Err(e) => doctor.push("store", "database", Level::Fail, e.to_string()),
+    }
+    let status = match tiered.status().await {
+        Ok(status) => status,
+        Err(e) => {
+            doctor.push("store", "status", Level::Fail, e.to_string());
+            return;
+        }
+    };
+    let local = &status.local;
+    doctor.push(
+        "store",
+        "local",
+        Level::Ok,
+        format!(
+            "{}: {} blocks, {}, {} pins",
+            local.root.display(),
+            local.usage.blocks,
+            gib(local.usage.bytes),
+            local.usage.pins
+        ),
+    );
+    if let Some(free) = local.free_bytes {
+        let level = if free < 1 << 30 { Level::Warn } else { Level::Ok };
+        doctor.push(
+            "store",
+            "disk",
+            level,
+            format!("{} free on the store's filesystem", gib(free)),
+        );
+    }
+    for tier in &status.tiers {
+        let state = &tier.state;
+        let location = state.location.as_deref().unwrap_or("-");
+        let (level, detail) = match (state.active, tier.reachable) {
+            (true, Some(true)) => {
+                (Level::Ok, format!("{location}: {}", tier.probe.as_deref().unwrap_or("reachable")))
+            }
+            (true, _) => (
+                Level::Fail,
+                format!(
+                    "{location} is configured ({}) but unreachable: {}",
+                    state.reason,
+                    tier.probe.as_deref().unwrap_or("no answer")
+                ),
+            ),
+            (false, _) if state.location.is_none() => (Level::Info, state.reason.clone()),
+            (false, _) => (Level::Info, format!("{location}: {}", state.reason)),
+        };
+        doctor.push("remote", state.kind, level, detail);
+    }
+    let pending = status
+        .remote_pins
+        .iter()
+        .filter(|p| p.state == ipfs_accelerate_common::store::RemotePinState::Pending)
+        .count();
+    if pending > 0 {
+        doctor.push(
+            "remote",
+            "pins",
+            Level::Warn,
+            format!("{pending} remote pin(s) pending; their content stays local until confirmed (`storage push`)"),
+        );
+    }
+}
+
+fn secrets_checks(config: &Config, doctor: &mut Doctor) {
+    let dir = config.data_dir().value.join("secrets");
+    match MasterKey::resolve(config, false) {
+        Err(Error::NoMasterKey { .. }) => doctor.push(
+            "secrets",
+            "master key",
+            Level::Info,
+            "none yet; created by the first `secrets set`",
+        ),
+        Err(e) => doctor.push("secrets", "master key", Level::Fail, e.to_string()),
+        Ok(key) => {
+            let source = key.source().clone();
+            match key.source().warning() {
+                Some(warning) => doctor.push("secrets", "master key", Level::Warn, warning),
+                None => doctor.push("secrets", "master key", Level::Ok, describe_source(&source)),
+            }
+            match SecretStore::open(&dir, key).and_then(|store| store.list()) {
+                Ok(list) => doctor.push(
+                    "secrets",
+                    "store",
+                    Level::Ok,
+                    format!("{} secret(s) in {}", list.len(), dir.display()),
+                ),
+                Err(e) => doctor.push("secrets", "store", Level::Fail, e.to_string()),
+            }
+        }
+    }
+}
+
+fn describe_source(source: &ipfs_accelerate_common::secrets::KeySource) -> String {
+    serde_json::to_value(source)
+        .ok()
+        .map(|v| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        })
+        .unwrap_or_else(|| format!("{source:?}"))
+}

@@ -1,0 +1,61 @@
+//! What a probe answers: what it found, or what it tried and why that failed. Never a bare
+//! `false`.
+
+use serde::{Deserialize, Serialize};
+
+/// One probe's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Probed<T> {
+    /// Found, with what was found.
+    Available {
+        /// The findings.
+        details: T,
+    },
+    /// Not usable here.
+    Unavailable {
+        /// What was tried: a library, a sysfs path, a program.
+        probe: String,
+        /// Why that did not find it, concretely.
+        reason: String,
+    },
+}
+
+impl<T> Probed<T> {
+    /// An unavailable answer.
+    pub fn unavailable(probe: impl Into<String>, reason: impl Into<String>) -> Probed<T> {
+        Probed::Unavailable { probe: probe.into(), reason: reason.into() }
+    }
+
+    /// The details when available.
+    pub fn details(&self) -> Option<&T> {
+        match self {
+            Probed::Available { details } => Some(details),
+            Probed::Unavailable { .. } => None,
+        }
+    }
+
+    /// Whether it was found.
+    pub fn is_available(&self) -> bool {
+        matches!(self, Probed::Available { .. })
+    }
+
+    /// `"<probe>: <reason>"` when unavailable.
+    pub fn why_not(&self) -> Option<String> {
+        match self {
+            Probed::Available { .. } => None,
+            Probed::Unavailable { probe, reason } => Some(format!("{probe}: {reason}")),
+        }
+    }
+}
+
+/// A one-line summary of a probe's findings, for the `hardware` table.
+pub trait Summary {
+    /// One line, no trailing period.
+    fn summary(&self) -> String;
+}
+
+/// `bytes` as GiB with one decimal (`24.0 GiB`).
+pub fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+}
