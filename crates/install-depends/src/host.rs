@@ -346,14 +346,16 @@ fn read_link(path: &Path) -> Option<PathBuf> {
 fn is_executable(path: &Path) -> bool {
     // storage-audit: allow(checks whether a program on PATH is executable; persists nothing)
     let Ok(meta) = std::fs::metadata(path) else { return false };
+    // storage-audit: allow(inspects metadata already read; no disk access)
+    let file = meta.file_type().is_file();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        meta.is_file() && meta.permissions().mode() & 0o111 != 0
+        file && meta.permissions().mode() & 0o111 != 0
     }
     #[cfg(not(unix))]
     {
-        meta.is_file()
+        file
     }
 }
 

@@ -36,7 +36,7 @@ pub use intel::{IntelGpu, IntelGpuInfo, OpenVinoInfo};
 pub use nvidia::{
     FixedNvml, NvidiaGpu, NvidiaInfo, NvmlApi, NvmlFailure, SystemNvml, NVML_LIBRARY,
 };
-pub use probe::{gib, Probed, Summary};
+pub use probe::{gib, human_bytes, Probed, Summary};
 
 /// The CPU probe alone (cheap: no drivers, no programs).
 pub fn cpu_info() -> CpuInfo {

@@ -12,7 +12,7 @@ use ipfs_accelerate_install_depends::deps::{self, Context, FeatureStatus, Step};
 use ipfs_accelerate_install_depends::doctor::{Doctor, Level};
 use ipfs_accelerate_install_depends::report::{self, HardwareReport, LoadOptions, Source};
 use ipfs_accelerate_install_depends::select::{self, Needs, Overrides, SelectError, Selection};
-use ipfs_accelerate_install_depends::{gib, BuildInfo, Host};
+use ipfs_accelerate_install_depends::{human_bytes, BuildInfo, Host};
 use serde::Serialize;
 use serde_json::json;
 
@@ -247,7 +247,7 @@ async fn store_checks(config: &Config, doctor: &mut Doctor) {
             "{}: {} blocks, {}, {} pins",
             local.root.display(),
             local.usage.blocks,
-            gib(local.usage.bytes),
+            human_bytes(local.usage.bytes),
             local.usage.pins
         ),
     );
@@ -257,7 +257,7 @@ async fn store_checks(config: &Config, doctor: &mut Doctor) {
             "store",
             "disk",
             level,
-            format!("{} free on the store's filesystem", gib(free)),
+            format!("{} free on the store's filesystem", human_bytes(free)),
         );
     }
     for tier in &status.tiers {
