@@ -124,7 +124,7 @@ async fn apply_runs_each_step_in_order_and_stops_at_the_first_failure() {
     assert_eq!(ok.ran.len(), 1);
     assert_eq!(ok.manual, ["# by hand: install it"]);
 
-    let slow = [step("sleep 5".into())];
+    let slow = [step("exec sleep 5".into())];
     let err = deps::apply(&slow, Duration::from_millis(200)).await.unwrap_err();
     assert!(err.to_string().contains("did not finish within 0 s"), "{err}");
 }
