@@ -70,3 +70,8 @@ pub fn unique(label: &str) -> String {
         .map_or(0, |d| d.as_nanos());
     format!("{label}-{}-{nanos}", std::process::id())
 }
+
+/// The llama.cpp OpenAI-compatible server's base URL (`http://127.0.0.1:N/v1`).
+pub fn llama_url() -> String {
+    var("IPFS_ACCELERATE_TEST_LLAMA_URL")
+}

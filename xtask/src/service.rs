@@ -153,8 +153,11 @@ impl Services {
     /// Starts every server the integration tests need (installed by
     /// [`crate::servers::install`]), with their state under `work`.
     pub fn start_all(root: &Path, work: &Path) -> anyhow::Result<Services> {
-        let running =
-            vec![crate::servers::start_ipfs(root, work)?, crate::servers::start_s3(root, work)?];
+        let running = vec![
+            crate::servers::start_ipfs(root, work)?,
+            crate::servers::start_s3(root, work)?,
+            crate::servers::start_llama(root, work)?,
+        ];
         Ok(Services { running })
     }
 

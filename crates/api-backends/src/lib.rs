@@ -1,17 +1,24 @@
-//! Clients for OpenAI, Ollama, vLLM, TGI, TEI, OVMS and S3 inference backends behind one router, for ipfs-accelerate.
+//! Clients for the inference servers users run — OpenAI and compatible servers (vLLM, TGI's
+//! `/v1`, llama.cpp, OVMS), Ollama, TGI, TEI and OVMS — behind one [`Router`].
 //!
-//! Status: not built yet (issue 9); only the error type exists so later work follows the workspace conventions.
+//! Every call has a deadline and a request id (`x-request-id`, in tracing too); every failure
+//! is a typed [`Error`] (never a fabricated answer); streamed answers are [`DeltaStream`]s that
+//! end in an error if the server stops before saying it is done.
 //!
-//! Everything this crate persists goes through [`ipfs_accelerate_common`].
+//! Everything this crate persists (response cache) goes through [`ipfs_accelerate_common`].
 
-/// The one error type of this crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The storage layer failed.
-    #[error(transparent)]
-    Storage(#[from] ipfs_accelerate_common::Error),
-}
+mod backend;
+pub mod config;
+mod error;
+mod http;
+pub mod openai;
+pub mod router;
+mod types;
 
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use backend::{Backend, BoxFuture, DeltaStream, Kind};
+pub use error::{Error, Result};
+pub use http::{parse_retry_after, uuid_form, CallContext, Transport, REQUEST_ID_HEADER};
+pub use router::Router;
+pub use types::{
+    ChatRequest, ChatResponse, Delta, EmbedRequest, Embeddings, Message, ModelInfo, Usage,
+};

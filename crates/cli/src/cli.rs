@@ -50,6 +50,10 @@ pub enum Command {
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inference servers (OpenAI-compatible, Ollama, TGI, TEI, OVMS) behind one router:
+    /// configured by `[backends]` or, with no config, by OPENAI_BASE_URL, OLLAMA_HOST, ….
+    #[command(subcommand)]
+    Backends(BackendsCommand),
     /// What hardware this machine has and what inference would run on, with the reason for
     /// every "not available". Cached per machine; `--refresh` probes again.
     Hardware {
@@ -335,4 +339,51 @@ pub enum SecretsCommand {
     },
     /// Re-encrypt every secret under a new master key (key-file source).
     RotateKey,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackendsCommand {
+    /// Configured deployments: group, protocol, URL, where each was configured, and whether it
+    /// can be used.
+    List,
+    /// A real round trip to one deployment (its model list).
+    Test {
+        /// Deployment name.
+        name: String,
+    },
+    /// Ask a model group (or one deployment) something.
+    Chat {
+        /// Group or deployment.
+        target: String,
+        /// The user message.
+        prompt: String,
+        /// A system message first.
+        #[arg(long)]
+        system: Option<String>,
+        /// Print tokens as they arrive.
+        #[arg(long)]
+        stream: bool,
+        /// Most tokens to generate.
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        /// Sampling temperature.
+        #[arg(long)]
+        temperature: Option<f32>,
+        /// Model to ask for [default: the deployment's].
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Embed texts; prints one vector per text.
+    Embed {
+        /// Group or deployment.
+        target: String,
+        /// The texts.
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
+    /// The models a deployment serves.
+    Models {
+        /// Group or deployment.
+        target: String,
+    },
 }

@@ -180,6 +180,8 @@ impl serde::Serialize for S3Url {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     config_file: Option<PathBuf>,
+    /// Sections owned by other crates (`[backends]`), as TOML text for them to parse.
+    sections: std::collections::BTreeMap<String, String>,
     data_dir: Setting<PathBuf>,
     storage: StorageConfig,
     remote: RemoteConfig,
@@ -425,8 +427,11 @@ impl Config {
             text,
         )?;
 
+        let sections =
+            file.backends.map(|t| ("backends".to_string(), t.to_string())).into_iter().collect();
         Ok(Config {
             config_file,
+            sections,
             data_dir,
             storage,
             remote,
@@ -440,6 +445,12 @@ impl Config {
     /// The config file that was read, if one was.
     pub fn config_file(&self) -> Option<&Path> {
         self.config_file.as_deref()
+    }
+
+    /// A config-file section another crate owns and validates (`backends`), as TOML text
+    /// (the section's body, without its header).
+    pub fn section(&self, name: &str) -> Option<&str> {
+        self.sections.get(name).map(String::as_str)
     }
 
     /// Where the store and everything else this system keeps lives.
@@ -644,6 +655,8 @@ struct FileConfig {
     secrets: FileSecrets,
     #[serde(default)]
     remote: FileRemote,
+    /// Deployments, model groups and router settings, read by the backends crate.
+    backends: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,7 +18,7 @@ use crate::host::{CommandOutcome, Host, COMMAND_TIMEOUT};
 use crate::{Error, Result};
 
 /// llama-cpp-python, the OpenAI-compatible server the backend tests run.
-const LLAMA_CPP_PYTHON: &str = "llama-cpp-python[server]==0.3.36";
+pub const LLAMA_CPP_PYTHON: &str = "llama-cpp-python[server]==0.3.36";
 /// The ONNX Runtime whose shared library Piper TTS loads (`ort` with `load-dynamic`).
 const ONNXRUNTIME: &str = "onnxruntime==1.32.0";
 
@@ -588,7 +588,7 @@ pub fn plan(context: &Context, statuses: &[FeatureStatus], include_optional: boo
 
 /// llama.cpp's CMake flags: never `GGML_NATIVE` (its AMX path crashes on some CPUs that
 /// report AMX; see the feasibility notes), and each SIMD level only if this CPU has it.
-fn llama_cmake_args(cpu: Option<&CpuInfo>) -> String {
+pub fn llama_cmake_args(cpu: Option<&CpuInfo>) -> String {
     let has = |f: &str| cpu.is_some_and(|c| c.features.iter().any(|x| x == f));
     let mut args = vec!["-DGGML_NATIVE=OFF".to_string()];
     for (flag, feature) in

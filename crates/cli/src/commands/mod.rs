@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
+mod backends;
 mod cache;
 mod config;
 mod hardware;
@@ -26,6 +27,10 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Storage(command) => {
             let config = load_config(&cli.global)?;
             runtime()?.block_on(storage::run(command, &config, cli.global.quiet > 0, out))
+        }
+        Command::Backends(command) => {
+            let config = load_config(&cli.global)?;
+            runtime()?.block_on(backends::run(command, &config, out))
         }
         Command::Hardware { refresh } => {
             let config = load_config(&cli.global)?;

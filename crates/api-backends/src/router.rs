@@ -1,0 +1,601 @@
+//! The router: named deployments in model groups behind one call path — a bounded priority
+//! queue with a concurrency limit and deadlines, per-deployment rate limits, one retry loop
+//! (retryable errors only, `Retry-After` honoured, capped jittered exponential backoff, the
+//! call's deadline as the maximum elapsed time), cooldown of failing deployments, fallbacks
+//! to other groups by error kind, and the overhead metric (time inside the client minus time
+//! waiting on servers, queueing and deliberate backoff).
+
+use std::collections::{BinaryHeap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::backend::{Backend, DeltaStream, Kind};
+use crate::config::{BackendsConfig, DeploymentConfig};
+use crate::error::{Error, Result};
+use crate::http::{CallContext, Transport};
+use crate::openai::OpenAi;
+use crate::types::{ChatRequest, ChatResponse, EmbedRequest, Embeddings, ModelInfo};
+
+/// Per-call options.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Higher runs first when calls queue.
+    pub priority: u8,
+    /// This call's budget; the router's `timeout` when `None`.
+    pub timeout: Option<Duration>,
+}
+
+/// A result with how it was obtained.
+#[derive(Debug, Clone, Serialize)]
+pub struct Routed<T> {
+    /// The result.
+    pub value: T,
+    /// The deployment that answered.
+    pub deployment: String,
+    /// Attempts made, over all deployments and groups.
+    pub attempts: u32,
+    /// The request id sent as `x-request-id`.
+    pub request_id: String,
+    /// Time spent in the client itself (not waiting on servers, the queue or backoff).
+    pub overhead_us: u64,
+}
+
+struct Health {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// One deployment as the router holds it.
+struct Deployment {
+    config: DeploymentConfig,
+    backend: Option<Arc<dyn Backend>>,
+    /// Why there is no backend (a required key is missing).
+    unusable: Option<String>,
+    rpm: Option<DefaultDirectRateLimiter>,
+    tpm: Option<DefaultDirectRateLimiter>,
+    health: Mutex<Health>,
+    stats: Stats,
+}
+
+#[derive(Default)]
+struct Stats {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    in_flight: AtomicUsize,
+    overhead: Mutex<Vec<u64>>,
+}
+
+/// A deployment's figures for `backends stats` and `backends list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentStatus {
+    /// Name.
+    pub name: String,
+    /// Model group.
+    pub group: String,
+    /// Protocol.
+    pub kind: Kind,
+    /// Base URL.
+    pub base_url: String,
+    /// Where it was configured.
+    pub source: String,
+    /// Why it cannot be used, if it cannot.
+    pub unusable: Option<String>,
+    /// Whether it is cooling down.
+    pub cooling_down: bool,
+    /// Calls answered.
+    pub calls: u64,
+    /// Calls failed.
+    pub failures: u64,
+    /// Overhead percentiles over the recent calls, in microseconds.
+    pub overhead_p50_us: Option<u64>,
+    /// 99th percentile.
+    pub overhead_p99_us: Option<u64>,
+}
+
+/// Overhead samples kept per deployment.
+const OVERHEAD_SAMPLES: usize = 4096;
+
+impl Deployment {
+    fn cooling(&self) -> Option<Duration> {
+        let health = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        health.open_until.and_then(|until| until.checked_duration_since(Instant::now()))
+    }
+
+    fn settle(&self, error: Option<&Error>, config: &BackendsConfig) {
+        let mut health = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match error {
+            None => {
+                health.consecutive_failures = 0;
+                health.open_until = None;
+                self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                if e.counts_against_deployment() {
+                    health.consecutive_failures += 1;
+                    if health.consecutive_failures >= config.cooldown_after {
+                        tracing::warn!(deployment = %self.config.name, cooldown = ?config.cooldown, error = %e, "deployment cooling down");
+                        health.open_until = Some(Instant::now() + config.cooldown);
+                        health.consecutive_failures = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    fn record_overhead(&self, overhead: Duration) {
+        let us = u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX);
+        let mut samples =
+            self.stats.overhead.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if samples.len() >= OVERHEAD_SAMPLES {
+            samples.remove(0);
+        }
+        samples.push(us);
+    }
+
+    /// Takes rate-limit capacity for a request of about `tokens` tokens.
+    fn admit(&self, tokens: u32) -> Result<()> {
+        let limited = |wait: Duration| Error::RateLimited {
+            deployment: self.config.name.clone(),
+            retry_after: Some(wait),
+        };
+        let clock = governor::clock::DefaultClock::default();
+        if let Some(rpm) = &self.rpm {
+            if let Err(not_until) = rpm.check() {
+                return Err(limited(not_until.wait_time_from(governor::clock::Clock::now(&clock))));
+            }
+        }
+        if let (Some(tpm), Some(n)) = (&self.tpm, NonZeroU32::new(tokens)) {
+            match tpm.check_n(n) {
+                Ok(Ok(())) => {}
+                Ok(Err(not_until)) => {
+                    return Err(limited(
+                        not_until.wait_time_from(governor::clock::Clock::now(&clock)),
+                    ))
+                }
+                Err(_) => {
+                    return Err(Error::Config(format!(
+                        "{}: one request ({tokens} tokens) exceeds its tpm",
+                        self.config.name
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The queue: at most `concurrency` calls run; up to `capacity` wait, highest priority first.
+struct Queue {
+    state: Mutex<QueueState>,
+    concurrency: usize,
+    capacity: usize,
+}
+
+struct QueueState {
+    running: usize,
+    waiting: BinaryHeap<Waiter>,
+    seq: u64,
+}
+
+struct Waiter {
+    priority: u8,
+    seq: u64,
+    wake: oneshot::Sender<()>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        (self.priority, self.seq) == (other.priority, other.seq)
+    }
+}
+impl Eq for Waiter {}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiter {
+    /// Higher priority first; among equals, earlier first.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
+    }
+}
+
+/// A running slot; dropping it hands the slot to the next waiter.
+struct Slot(Arc<Queue>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Hand the slot over directly; skip waiters that gave up.
+        while let Some(waiter) = state.waiting.pop() {
+            if waiter.wake.send(()).is_ok() {
+                return;
+            }
+        }
+        state.running -= 1;
+    }
+}
+
+impl Queue {
+    async fn acquire(self: &Arc<Queue>, priority: u8, deadline: Instant) -> Result<Slot> {
+        let receiver = {
+            let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if state.running < self.concurrency {
+                state.running += 1;
+                return Ok(Slot(Arc::clone(self)));
+            }
+            if state.waiting.len() >= self.capacity {
+                return Err(Error::QueueFull { capacity: self.capacity });
+            }
+            let (wake, receiver) = oneshot::channel();
+            state.seq += 1;
+            let seq = state.seq;
+            state.waiting.push(Waiter { priority, seq, wake });
+            receiver
+        };
+        match tokio::time::timeout_at(deadline.into(), receiver).await {
+            Ok(Ok(())) => Ok(Slot(Arc::clone(self))),
+            // Dropping the receiver makes the slot skip this waiter.
+            _ => Err(Error::Cancelled("the deadline passed while queued".into())),
+        }
+    }
+}
+
+/// Named deployments in model groups, behind one call path.
+pub struct Router {
+    config: BackendsConfig,
+    deployments: Vec<Arc<Deployment>>,
+    queue: Arc<Queue>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.deployments.iter().map(|d| d.config.name.as_str()).collect();
+        f.debug_struct("Router").field("deployments", &names).finish_non_exhaustive()
+    }
+}
+
+fn quota(per_minute: Option<u32>) -> Option<DefaultDirectRateLimiter> {
+    per_minute.and_then(NonZeroU32::new).map(|n| RateLimiter::direct(Quota::per_minute(n)))
+}
+
+impl Router {
+    /// A router over `config`; keys come from `key(deployment)` (a secret store, the env).
+    pub fn new(
+        config: BackendsConfig,
+        key: impl Fn(&DeploymentConfig) -> Option<String>,
+    ) -> Result<Router> {
+        let mut deployments = Vec::new();
+        for d in &config.deployments {
+            let api_key = key(d);
+            let (backend, unusable): (Option<Arc<dyn Backend>>, _) = if d.requires_key
+                && api_key.is_none()
+            {
+                let mut looked = vec![format!("secret {:?}", d.name)];
+                looked.extend(d.api_key_env.iter().map(|v| format!("${v}")));
+                (None, Some(format!("no API key: looked in {}", looked.join(", "))))
+            } else {
+                let transport = Transport::new(&d.name, &d.base_url, api_key.as_deref())?;
+                match d.kind {
+                    Kind::OpenAi => (Some(Arc::new(OpenAi::new(transport, d.model.clone()))), None),
+                    other => (
+                        None,
+                        Some(format!("the {} protocol client is not built yet", other.name())),
+                    ),
+                }
+            };
+            deployments.push(Arc::new(Deployment {
+                config: d.clone(),
+                backend,
+                unusable,
+                rpm: quota(d.rpm),
+                tpm: quota(d.tpm),
+                health: Mutex::new(Health { consecutive_failures: 0, open_until: None }),
+                stats: Stats::default(),
+            }));
+        }
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState { running: 0, waiting: BinaryHeap::new(), seq: 0 }),
+            concurrency: config.concurrency,
+            capacity: config.queue,
+        });
+        Ok(Router { config, deployments, queue, next: AtomicUsize::new(0) })
+    }
+
+    /// Every deployment's state and figures.
+    pub fn status(&self) -> Vec<DeploymentStatus> {
+        self.deployments
+            .iter()
+            .map(|d| {
+                let mut samples = d
+                    .stats
+                    .overhead
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                samples.sort_unstable();
+                let pct = |p: f64| {
+                    samples.get(((samples.len() as f64 - 1.0) * p).round() as usize).copied()
+                };
+                DeploymentStatus {
+                    name: d.config.name.clone(),
+                    group: d.config.group().to_string(),
+                    kind: d.config.kind,
+                    base_url: d.config.base_url.clone(),
+                    source: d.config.source.clone(),
+                    unusable: d.unusable.clone(),
+                    cooling_down: d.cooling().is_some(),
+                    calls: d.stats.calls.load(Ordering::Relaxed),
+                    failures: d.stats.failures.load(Ordering::Relaxed),
+                    overhead_p50_us: pct(0.5),
+                    overhead_p99_us: pct(0.99),
+                }
+            })
+            .collect()
+    }
+
+    /// The deployments `target` names: a group's members, or one deployment by name.
+    fn members(&self, target: &str) -> Vec<Arc<Deployment>> {
+        let group: Vec<_> =
+            self.deployments.iter().filter(|d| d.config.group() == target).cloned().collect();
+        if !group.is_empty() {
+            return group;
+        }
+        self.deployments.iter().filter(|d| d.config.name == target).cloned().collect()
+    }
+
+    fn known_targets(&self) -> String {
+        let mut names: Vec<&str> = self
+            .deployments
+            .iter()
+            .flat_map(|d| [d.config.name.as_str(), d.config.group()])
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() {
+            "none are configured: set OPENAI_BASE_URL, OLLAMA_HOST, … or add [backends] to the config file".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// Backoff before attempt `attempt` (1-based retry count): exponential from `backoff`,
+    /// capped, with ±25 % jitter; at least what the server asked for.
+    fn backoff(&self, attempt: u32, error: &Error) -> Duration {
+        let base = self
+            .config
+            .backoff
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.config.max_backoff);
+        let jitter = (ulid::Ulid::new().random() % 501) as f64 / 1000.0 + 0.75;
+        let wait = base.mul_f64(jitter);
+        error.retry_after().map_or(wait, |asked| asked.max(wait))
+    }
+
+    /// Runs `op` on `target`'s deployments with retries, cooldown and fallbacks.
+    async fn route<T, F>(
+        &self,
+        target: &str,
+        options: &CallOptions,
+        tokens: u32,
+        op: F,
+    ) -> Result<Routed<T>>
+    where
+        F: for<'a> Fn(&'a dyn Backend, &'a CallContext) -> crate::backend::BoxFuture<'a, Result<T>>,
+    {
+        let started = Instant::now();
+        let ctx = CallContext::new(options.timeout.unwrap_or(self.config.timeout));
+        let span = tracing::info_span!("backend call", request_id = %ctx.request_id, target);
+        let _guard = span.enter();
+        drop(_guard);
+        let queued = Instant::now();
+        let _slot = self.queue.acquire(options.priority, ctx.deadline).await?;
+        let mut excluded = queued.elapsed();
+        let mut attempts = 0;
+        let mut visited = vec![target.to_string()];
+        let mut group = target.to_string();
+        loop {
+            let members = self.members(&group);
+            if members.is_empty() {
+                return Err(Error::Config(format!(
+                    "no deployment or group named {group:?} (known: {})",
+                    self.known_targets()
+                )));
+            }
+            let mut last: Option<Error> = None;
+            for attempt in 0..self.config.attempts {
+                if attempt > 0 {
+                    let wait = self.backoff(
+                        attempt,
+                        last.as_ref().unwrap_or(&Error::Cancelled(String::new())),
+                    );
+                    if wait >= ctx.remaining() {
+                        break;
+                    }
+                    tracing::debug!(request_id = %ctx.request_id, ?wait, attempt, "backing off");
+                    tokio::time::sleep(wait).await;
+                    excluded += wait;
+                }
+                let Some(deployment) = self.pick(&members, &mut last) else { break };
+                let Some(backend) = deployment.backend.as_deref() else { continue };
+                if let Err(e) = deployment.admit(tokens) {
+                    last = Some(e);
+                    continue;
+                }
+                attempts += 1;
+                deployment.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+                let result = op(backend, &ctx).await;
+                deployment.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                deployment.settle(result.as_ref().err(), &self.config);
+                match result {
+                    Ok(value) => {
+                        let overhead =
+                            started.elapsed().saturating_sub(excluded).saturating_sub(ctx.waited());
+                        deployment.record_overhead(overhead);
+                        tracing::debug!(request_id = %ctx.request_id, deployment = %deployment.config.name, attempts, overhead_us = overhead.as_micros() as u64, "backend call done");
+                        return Ok(Routed {
+                            value,
+                            deployment: deployment.config.name.clone(),
+                            attempts,
+                            request_id: ctx.request_id.to_string(),
+                            overhead_us: u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::info!(request_id = %ctx.request_id, deployment = %deployment.config.name, error = %e, "backend call failed");
+                        let retry = e.is_retryable();
+                        last = Some(e);
+                        if !retry {
+                            break;
+                        }
+                    }
+                }
+            }
+            let error = last.unwrap_or_else(|| {
+                let why: Vec<String> = members
+                    .iter()
+                    .filter_map(|d| d.unusable.as_ref().map(|u| format!("{}: {u}", d.config.name)))
+                    .collect();
+                Error::Config(format!("no usable deployment in {group:?}: {}", why.join("; ")))
+            });
+            let fallback = self.config.fallbacks.iter().find(|f| {
+                f.from == group
+                    && !visited.contains(&f.to)
+                    && (f.on.is_empty() || f.on.iter().any(|k| k == error.kind()))
+            });
+            match fallback {
+                Some(f) if !ctx.remaining().is_zero() => {
+                    tracing::info!(request_id = %ctx.request_id, from = %f.from, to = %f.to, error = %error, "falling back");
+                    group = f.to.clone();
+                    visited.push(group.clone());
+                }
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// The next usable member, round-robin, skipping deployments cooling down or without a
+    /// backend. `None` (with `last` set to why) when none is usable.
+    fn pick(
+        &self,
+        members: &[Arc<Deployment>],
+        last: &mut Option<Error>,
+    ) -> Option<Arc<Deployment>> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..members.len() {
+            let d = &members[(start + i) % members.len()];
+            if let Some(remaining) = d.cooling() {
+                *last = Some(Error::CircuitOpen { deployment: d.config.name.clone(), remaining });
+                continue;
+            }
+            if d.backend.is_none() {
+                if last.is_none() {
+                    *last = Some(Error::Auth {
+                        deployment: d.config.name.clone(),
+                        reason: d.unusable.clone().unwrap_or_default(),
+                    });
+                }
+                continue;
+            }
+            return Some(Arc::clone(d));
+        }
+        None
+    }
+
+    /// A whole chat answer from `target` (a group or a deployment).
+    pub async fn chat(
+        &self,
+        target: &str,
+        request: &ChatRequest,
+        options: &CallOptions,
+    ) -> Result<Routed<ChatResponse>> {
+        let tokens = estimate_tokens(request);
+        let request = Arc::new(request.clone());
+        self.route(target, options, tokens, move |backend, ctx| {
+            let request = Arc::clone(&request);
+            Box::pin(async move { backend.chat(&request, ctx).await })
+        })
+        .await
+    }
+
+    /// A streamed chat answer. Retries and fallbacks apply until the stream starts; after that
+    /// an error ends the stream. The deployment's health settles when the stream ends.
+    pub async fn chat_stream(
+        &self,
+        target: &str,
+        request: &ChatRequest,
+        options: &CallOptions,
+    ) -> Result<Routed<DeltaStream>> {
+        let tokens = estimate_tokens(request);
+        let request = Arc::new(request.clone());
+        let routed = self
+            .route(target, options, tokens, move |backend, ctx| {
+                let request = Arc::clone(&request);
+                Box::pin(async move { backend.chat_stream(&request, ctx).await })
+            })
+            .await?;
+        let deployment =
+            self.deployments.iter().find(|d| d.config.name == routed.deployment).cloned();
+
+        let config = self.config.clone();
+        let Routed { value: stream, deployment: name, attempts, request_id, overhead_us } = routed;
+        let settled = futures_util::stream::unfold(
+            (stream, deployment, config),
+            |(mut stream, deployment, config)| async move {
+                let item = stream.next().await?;
+                if let (Err(e), Some(d)) = (&item, &deployment) {
+                    d.settle(Some(e), &config);
+                }
+                Some((item, (stream, deployment, config)))
+            },
+        );
+        Ok(Routed { value: Box::pin(settled), deployment: name, attempts, request_id, overhead_us })
+    }
+
+    /// Embeddings from `target`.
+    pub async fn embed(
+        &self,
+        target: &str,
+        request: &EmbedRequest,
+        options: &CallOptions,
+    ) -> Result<Routed<Embeddings>> {
+        let tokens = request.input.iter().map(|t| (t.len() / 4) as u32 + 1).sum();
+        let request = Arc::new(request.clone());
+        self.route(target, options, tokens, move |backend, ctx| {
+            let request = Arc::clone(&request);
+            Box::pin(async move { backend.embed(&request, ctx).await })
+        })
+        .await
+    }
+
+    /// The models `target` serves.
+    pub async fn models(
+        &self,
+        target: &str,
+        options: &CallOptions,
+    ) -> Result<Routed<Vec<ModelInfo>>> {
+        self.route(target, options, 0, |backend, ctx| backend.models(ctx)).await
+    }
+}
+
+/// About four characters per token, for the tpm limiter.
+fn estimate_tokens(request: &ChatRequest) -> u32 {
+    let chars: usize =
+        request.messages.iter().map(|m| m.content.as_deref().map_or(0, str::len)).sum();
+    (chars / 4) as u32 + request.max_tokens.unwrap_or(0) + 1
+}
+
+/// Counts of requests per deployment in a map, for tests and stats.
+pub fn calls_by_deployment(statuses: &[DeploymentStatus]) -> HashMap<String, u64> {
+    statuses.iter().map(|s| (s.name.clone(), s.calls)).collect()
+}

@@ -1,0 +1,127 @@
+//! `ipfs-accelerate backends …`: the router over configured inference servers.
+
+use std::io::Write;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use ipfs_accelerate_backends::config::{self, DeploymentConfig};
+use ipfs_accelerate_backends::router::CallOptions;
+use ipfs_accelerate_backends::{ChatRequest, EmbedRequest, Message, Router};
+use ipfs_accelerate_common::config::Config;
+use ipfs_accelerate_common::secrets::{MasterKey, SecretStore};
+use serde_json::json;
+
+use crate::cli::BackendsCommand;
+use crate::output::Output;
+
+/// Keys: a secret named like the deployment, then its environment variables.
+fn key_source(config: &Config) -> impl Fn(&DeploymentConfig) -> Option<String> {
+    let secrets = MasterKey::resolve(config, false)
+        .ok()
+        .and_then(|key| SecretStore::open(config.data_dir().value.join("secrets"), key).ok());
+    move |deployment: &DeploymentConfig| {
+        if let Some(secret) = secrets.as_ref().and_then(|s| s.get(&deployment.name).ok().flatten())
+        {
+            return Some(secret.expose().to_string());
+        }
+        deployment
+            .api_key_env
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+    }
+}
+
+fn router(config: &Config) -> anyhow::Result<Router> {
+    let backends = config::load(config.section("backends"), |name| std::env::var(name).ok())?;
+    Ok(Router::new(backends, key_source(config))?)
+}
+
+pub async fn run(command: BackendsCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
+    let router = router(config)?;
+    let options = CallOptions::default();
+    match command {
+        BackendsCommand::List => {
+            let status = router.status();
+            out.emit(&status, || {
+                if status.is_empty() {
+                    println!("no deployments: set OPENAI_BASE_URL, OLLAMA_HOST, VLLM_BASE_URL, TGI_ENDPOINT, TEI_ENDPOINT or OVMS_ENDPOINT, or add [backends] to the config file");
+                }
+                for d in &status {
+                    let state = match &d.unusable {
+                        Some(why) => format!("unusable: {why}"),
+                        None => "ready".to_string(),
+                    };
+                    println!("{}\tgroup {}\t{}\t{}\t({})\t{state}", d.name, d.group, d.kind.name(), d.base_url, d.source);
+                }
+            })
+        }
+        BackendsCommand::Test { name } => {
+            let started = std::time::Instant::now();
+            let routed = router.models(&name, &options).await?;
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let models: Vec<&str> = routed.value.iter().map(|m| m.id.as_str()).collect();
+            out.emit(&json!({ "deployment": routed.deployment, "ok": true, "models": models, "elapsed_ms": elapsed_ms, "request_id": routed.request_id }), || {
+                println!("{}: ok in {elapsed_ms:.0} ms; models: {}", routed.deployment, models.join(", "))
+            })
+        }
+        BackendsCommand::Chat {
+            target,
+            prompt,
+            system,
+            stream,
+            max_tokens,
+            temperature,
+            model,
+        } => {
+            let mut messages = Vec::new();
+            if let Some(system) = system {
+                messages.push(Message::new("system", system));
+            }
+            messages.push(Message::new("user", prompt));
+            let request =
+                ChatRequest { model, messages, max_tokens, temperature, ..ChatRequest::default() };
+            if !stream {
+                let routed = router.chat(&target, &request, &options).await?;
+                return out.emit(&routed, || println!("{}", routed.value.content));
+            }
+            let routed = router.chat_stream(&target, &request, &options).await?;
+            let mut deltas = routed.value;
+            let mut text = String::new();
+            let mut finish = None;
+            let mut stdout = std::io::stdout().lock();
+            while let Some(delta) = deltas.next().await {
+                let delta = delta?;
+                if !out.is_json() {
+                    stdout
+                        .write_all(delta.content.as_bytes())
+                        .and_then(|()| stdout.flush())
+                        .context("writing to stdout")?;
+                }
+                text.push_str(&delta.content);
+                finish = delta.finish_reason.or(finish);
+            }
+            drop(stdout);
+            out.emit(
+                &json!({ "deployment": routed.deployment, "content": text, "finish_reason": finish, "request_id": routed.request_id }),
+                || println!(),
+            )
+        }
+        BackendsCommand::Embed { target, texts } => {
+            let request = EmbedRequest { model: None, input: texts };
+            let routed = router.embed(&target, &request, &options).await?;
+            out.emit(&routed, || {
+                for vector in &routed.value.vectors {
+                    println!("{}", serde_json::to_string(vector).unwrap_or_default());
+                }
+            })
+        }
+        BackendsCommand::Models { target } => {
+            let routed = router.models(&target, &options).await?;
+            out.emit(&routed.value, || {
+                for model in &routed.value {
+                    println!("{}", model.id);
+                }
+            })
+        }
+    }
+}
