@@ -210,12 +210,6 @@ impl Transport {
         self.read_json(response, ctx).await
     }
 
-    /// GETs `path`; success is a 2xx status, the body is ignored.
-    pub async fn get_ok(&self, path: &str, ctx: &CallContext) -> Result<()> {
-        let request = self.client.get(self.url(path)?);
-        self.send(request, ctx, true).await.map(drop)
-    }
-
     /// POSTs `body` and returns the response for streaming once the status is a success.
     pub async fn post_stream(
         &self,

@@ -109,18 +109,27 @@ impl OpenAi {
             json!({ "model": model, "prompt": prompt, "max_tokens": max_tokens, "stream": false });
         let completion: ChatCompletion =
             self.transport.post_json("completions", &body, ctx).await?;
-        let choice = completion
+        let (model, usage, choice) = completion.first(&self.transport)?;
+        let content = choice.text.unwrap_or_default();
+        Ok(ChatResponse {
+            model,
+            content,
+            finish_reason: choice.finish_reason,
+            tool_calls: None,
+            usage,
+        })
+    }
+}
+
+impl ChatCompletion {
+    /// The model, usage and first choice; an answer without choices is a decode error.
+    fn first(self, transport: &Transport) -> Result<(String, Option<Usage>, Choice)> {
+        let choice = self
             .choices
             .into_iter()
             .next()
-            .ok_or_else(|| self.transport.decode("no choices"))?;
-        Ok(ChatResponse {
-            model: completion.model,
-            content: choice.text.unwrap_or_default(),
-            finish_reason: choice.finish_reason,
-            tool_calls: None,
-            usage: completion.usage,
-        })
+            .ok_or_else(|| transport.decode("the answer has no choices"))?;
+        Ok((self.model, self.usage, choice))
     }
 }
 
@@ -175,19 +184,15 @@ impl Backend for OpenAi {
             let body = self.body(request, false)?;
             let completion: ChatCompletion =
                 self.transport.post_json("chat/completions", &body, ctx).await?;
-            let choice = completion
-                .choices
-                .into_iter()
-                .next()
-                .ok_or_else(|| self.transport.decode("the answer has no choices"))?;
+            let (model, usage, choice) = completion.first(&self.transport)?;
             let message =
                 choice.message.ok_or_else(|| self.transport.decode("the choice has no message"))?;
             Ok(ChatResponse {
-                model: completion.model,
+                model,
                 content: message.content.unwrap_or_default(),
                 finish_reason: choice.finish_reason,
                 tool_calls: message.tool_calls,
-                usage: completion.usage,
+                usage,
             })
         })
     }

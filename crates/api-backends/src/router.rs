@@ -5,7 +5,7 @@
 //! to other groups by error kind, and the overhead metric (time inside the client minus time
 //! waiting on servers, queueing and deliberate backoff).
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,7 +68,6 @@ struct Deployment {
 struct Stats {
     calls: AtomicU64,
     failures: AtomicU64,
-    in_flight: AtomicUsize,
     overhead: Mutex<Vec<u64>>,
 }
 
@@ -371,7 +370,7 @@ impl Router {
 
     /// Backoff before attempt `attempt` (1-based retry count): exponential from `backoff`,
     /// capped, with ±25 % jitter; at least what the server asked for.
-    fn backoff(&self, attempt: u32, error: &Error) -> Duration {
+    fn backoff(&self, attempt: u32, error: Option<&Error>) -> Duration {
         let base = self
             .config
             .backoff
@@ -379,7 +378,7 @@ impl Router {
             .min(self.config.max_backoff);
         let jitter = (ulid::Ulid::new().random() % 501) as f64 / 1000.0 + 0.75;
         let wait = base.mul_f64(jitter);
-        error.retry_after().map_or(wait, |asked| asked.max(wait))
+        error.and_then(Error::retry_after).map_or(wait, |asked| asked.max(wait))
     }
 
     /// Runs `op` on `target`'s deployments with retries, cooldown and fallbacks.
@@ -393,11 +392,26 @@ impl Router {
     where
         F: for<'a> Fn(&'a dyn Backend, &'a CallContext) -> crate::backend::BoxFuture<'a, Result<T>>,
     {
+        use tracing::Instrument;
         let started = Instant::now();
         let ctx = CallContext::new(options.timeout.unwrap_or(self.config.timeout));
         let span = tracing::info_span!("backend call", request_id = %ctx.request_id, target);
-        let _guard = span.enter();
-        drop(_guard);
+        self.route_in(target, options, tokens, op, &ctx, started).instrument(span).await
+    }
+
+    /// [`Router::route`] inside the call's span.
+    async fn route_in<T, F>(
+        &self,
+        target: &str,
+        options: &CallOptions,
+        tokens: u32,
+        op: F,
+        ctx: &CallContext,
+        started: Instant,
+    ) -> Result<Routed<T>>
+    where
+        F: for<'a> Fn(&'a dyn Backend, &'a CallContext) -> crate::backend::BoxFuture<'a, Result<T>>,
+    {
         let queued = Instant::now();
         let _slot = self.queue.acquire(options.priority, ctx.deadline).await?;
         let mut excluded = queued.elapsed();
@@ -415,10 +429,7 @@ impl Router {
             let mut last: Option<Error> = None;
             for attempt in 0..self.config.attempts {
                 if attempt > 0 {
-                    let wait = self.backoff(
-                        attempt,
-                        last.as_ref().unwrap_or(&Error::Cancelled(String::new())),
-                    );
+                    let wait = self.backoff(attempt, last.as_ref());
                     if wait >= ctx.remaining() {
                         break;
                     }
@@ -433,9 +444,7 @@ impl Router {
                     continue;
                 }
                 attempts += 1;
-                deployment.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-                let result = op(backend, &ctx).await;
-                deployment.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                let result = op(backend, ctx).await;
                 deployment.settle(result.as_ref().err(), &self.config);
                 match result {
                     Ok(value) => {
@@ -593,9 +602,4 @@ fn estimate_tokens(request: &ChatRequest) -> u32 {
     let chars: usize =
         request.messages.iter().map(|m| m.content.as_deref().map_or(0, str::len)).sum();
     (chars / 4) as u32 + request.max_tokens.unwrap_or(0) + 1
-}
-
-/// Counts of requests per deployment in a map, for tests and stats.
-pub fn calls_by_deployment(statuses: &[DeploymentStatus]) -> HashMap<String, u64> {
-    statuses.iter().map(|s| (s.name.clone(), s.calls)).collect()
 }

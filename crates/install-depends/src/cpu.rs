@@ -145,14 +145,21 @@ fn vendor_and_model() -> (Option<String>, Option<String>) {
     }
 }
 
-/// The CPU model without probing features: part of the machine fingerprint.
-pub(crate) fn model_name(system: &sysinfo::System) -> String {
+/// The CPU list and `(vendor, model)`: cpuid on x86, else what the OS reports.
+fn identify() -> (sysinfo::System, Option<String>, Option<String>) {
+    let mut system = sysinfo::System::new();
+    system.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
     let (vendor, model) = vendor_and_model();
-    model
+    let model = model
         .or_else(|| system.cpus().first().map(|c| c.brand().trim().to_string()))
-        .filter(|m| !m.is_empty())
-        .or(vendor)
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+        .filter(|m| !m.is_empty());
+    (system, vendor, model)
+}
+
+/// The CPU model without probing features: part of the machine fingerprint.
+pub(crate) fn model_name() -> String {
+    let (_, vendor, model) = identify();
+    model.or(vendor).unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// The CPU probe: always available (the process runs on one).
@@ -161,12 +168,7 @@ pub(crate) fn probe_cpu() -> Probed<CpuInfo> {
 }
 
 pub(crate) fn cpu_info() -> CpuInfo {
-    let mut system = sysinfo::System::new();
-    system.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
-    let (vendor, model) = vendor_and_model();
-    let model = model
-        .or_else(|| system.cpus().first().map(|c| c.brand().trim().to_string()))
-        .filter(|m| !m.is_empty());
+    let (system, vendor, model) = identify();
     let vendor = vendor.or_else(|| {
         system.cpus().first().map(|c| c.vendor_id().to_string()).filter(|v| !v.is_empty())
     });

@@ -375,7 +375,7 @@ async fn check_one(context: &Context, requirement: &Requirement) -> Checked {
             }
             let code = format!("import importlib.metadata as m; print(m.version({dist:?}))");
             let python_str = python.display().to_string();
-            match run_path(host, &python, &["-c", &code]).await {
+            match host.run_path(&python, &["-c", &code], COMMAND_TIMEOUT).await {
                 CommandOutcome::Ok { stdout } => {
                     found(Some(stdout.trim().to_string()), format!("in {}", context.venv.display()))
                 }
@@ -387,16 +387,6 @@ async fn check_one(context: &Context, requirement: &Requirement) -> Checked {
             }
         }
     }
-}
-
-/// Runs a program named by path (not looked up on `PATH`).
-async fn run_path(host: &Host, program: &Path, args: &[&str]) -> CommandOutcome {
-    let (Some(dir), Some(name)) = (program.parent(), program.file_name()) else {
-        return CommandOutcome::NotFound;
-    };
-    let env: Vec<(String, String)> = [("PATH".to_string(), dir.display().to_string())].into();
-    let scoped = Host::new(host.root(), env, std::sync::Arc::clone(host.nvml()));
-    scoped.run(&name.to_string_lossy(), args, COMMAND_TIMEOUT).await
 }
 
 fn venv_python(venv: &Path) -> PathBuf {

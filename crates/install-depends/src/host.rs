@@ -188,7 +188,12 @@ impl Host {
         let Some(path) = self.find_program(program) else {
             return CommandOutcome::NotFound;
         };
-        let mut command = tokio::process::Command::new(&path);
+        self.run_path(&path, args, timeout).await
+    }
+
+    /// Runs the program at `path` (not looked up on `PATH`), like [`Host::run`].
+    pub async fn run_path(&self, path: &Path, args: &[&str], timeout: Duration) -> CommandOutcome {
+        let mut command = tokio::process::Command::new(path);
         command
             .args(args)
             .env_clear()
@@ -213,8 +218,7 @@ impl Host {
     /// `DYLD_LIBRARY_PATH` on macOS), the `ld.so.conf` directories, then the default ones.
     pub fn library_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = Vec::new();
-        let env_var = if self.os == "macos" { "DYLD_LIBRARY_PATH" } else { "LD_LIBRARY_PATH" };
-        if let Some(paths) = self.var(env_var) {
+        if let Some(paths) = self.var(self.library_path_var()) {
             dirs.extend(std::env::split_paths(paths).filter(|p| p.is_absolute()));
         }
         if self.os == "macos" {
@@ -294,9 +298,18 @@ impl Host {
         })
     }
 
+    /// The variable that prepends library directories on this OS.
+    fn library_path_var(&self) -> &'static str {
+        if self.os == "macos" {
+            "DYLD_LIBRARY_PATH"
+        } else {
+            "LD_LIBRARY_PATH"
+        }
+    }
+
     /// A human list of the searched library directories (for "not found in …" reasons).
     pub fn describe_library_search(&self) -> String {
-        let env_var = if self.os == "macos" { "DYLD_LIBRARY_PATH" } else { "LD_LIBRARY_PATH" };
+        let env_var = self.library_path_var();
         if self.os == "macos" {
             format!("{env_var}, /usr/local/lib, /opt/homebrew/lib, /usr/lib")
         } else {

@@ -151,8 +151,6 @@ pub struct Fingerprint {
 impl Fingerprint {
     /// Reads the fingerprint of `host` running `build`.
     pub fn of(host: &Host, build: &BuildInfo) -> Fingerprint {
-        let mut system = sysinfo::System::new();
-        system.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
         let mut drivers = BTreeMap::new();
         for module in ["nvidia", "amdgpu"] {
             if let Some(version) = host.read_system(&format!("/sys/module/{module}/version")) {
@@ -187,7 +185,7 @@ impl Fingerprint {
                 .read_system("/proc/sys/kernel/osrelease")
                 .or_else(sysinfo::System::kernel_version)
                 .unwrap_or_default(),
-            cpu_model: crate::cpu::model_name(&system),
+            cpu_model: crate::cpu::model_name(),
             drivers,
             probe_env,
             build: build.clone(),

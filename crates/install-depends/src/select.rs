@@ -239,16 +239,16 @@ pub fn select(
         Wanted::Cuda(ordinal) => {
             let name = ordinal.map_or("cuda".to_string(), |n| format!("cuda:{n}"));
             let picked = match ordinal {
-                None => cuda.best.as_ref().ok_or_else(|| forced(&name, cuda.why_none()))?,
+                None => cuda.best().ok_or_else(|| forced(&name, cuda.why_none()))?,
                 Some(n) => cuda
                     .usable
                     .iter()
-                    .find(|c| c.0 == n)
+                    .find(|c| c.ordinal == n)
                     .ok_or_else(|| forced(&name, cuda.why_not(n)))?,
             };
             Ok(Selection {
-                device: Device::Cuda(picked.0),
-                reason: picked.1.clone(),
+                device: Device::Cuda(picked.ordinal),
+                reason: picked.reason.clone(),
                 passed_over: cuda.rejected.clone(),
             })
         }
@@ -257,10 +257,10 @@ pub fn select(
             Err(reason) => Err(forced("metal", reason)),
         },
         Wanted::Auto => {
-            if let Some((ordinal, reason)) = &cuda.best {
+            if let Some(best) = cuda.best() {
                 return Ok(Selection {
-                    device: Device::Cuda(*ordinal),
-                    reason: reason.clone(),
+                    device: Device::Cuda(best.ordinal),
+                    reason: best.reason.clone(),
                     passed_over: cuda.rejected.clone(),
                 });
             }
@@ -301,11 +301,15 @@ fn unused_gpus(report: &Report) -> Vec<String> {
     notes
 }
 
+struct Usable {
+    ordinal: u32,
+    free: u64,
+    reason: String,
+}
+
 struct CudaCandidates {
-    /// `(ordinal, reason)` of every usable GPU.
-    usable: Vec<(u32, String)>,
-    /// The one with the most free memory.
-    best: Option<(u32, String)>,
+    /// Every usable GPU, in ordinal order.
+    usable: Vec<Usable>,
     /// Why each GPU was not usable.
     rejected: Vec<String>,
     /// Why there are no GPUs to consider at all.
@@ -313,6 +317,11 @@ struct CudaCandidates {
 }
 
 impl CudaCandidates {
+    /// The usable GPU with the most free memory (the lowest ordinal among equals).
+    fn best(&self) -> Option<&Usable> {
+        self.usable.iter().rev().max_by_key(|u| u.free)
+    }
+
     fn why_none(&self) -> String {
         if let Some(absent) = &self.absent {
             return absent.clone();
@@ -340,8 +349,7 @@ fn cuda_candidates(
     needs: &Needs,
     overrides: &Overrides,
 ) -> CudaCandidates {
-    let mut out =
-        CudaCandidates { usable: Vec::new(), best: None, rejected: Vec::new(), absent: None };
+    let mut out = CudaCandidates { usable: Vec::new(), rejected: Vec::new(), absent: None };
     let info = match &report.nvidia {
         Probed::Available { details } => details,
         Probed::Unavailable { probe, reason } => {
@@ -358,7 +366,6 @@ fn cuda_candidates(
         ));
         return out;
     }
-    let mut best_free = 0;
     for VisibleGpu { ordinal, gpu } in visible {
         let described = describe_gpu(gpu);
         let reject = if let Some(lacks) = build.lacks(Backend::Cuda) {
@@ -380,15 +387,11 @@ fn cuda_candidates(
         };
         match reject {
             Some(why) => out.rejected.push(format!("cuda:{ordinal} ({described}): {why}")),
-            None => {
-                let free = gpu.memory_free_bytes.unwrap_or(0);
-                let reason = described;
-                if out.best.is_none() || free > best_free {
-                    best_free = free;
-                    out.best = Some((ordinal, reason.clone()));
-                }
-                out.usable.push((ordinal, reason));
-            }
+            None => out.usable.push(Usable {
+                ordinal,
+                free: gpu.memory_free_bytes.unwrap_or(0),
+                reason: described,
+            }),
         }
     }
     out

@@ -9,31 +9,42 @@ use ipfs_accelerate_backends::router::CallOptions;
 use ipfs_accelerate_backends::{ChatRequest, EmbedRequest, Message, Router};
 use ipfs_accelerate_common::config::Config;
 use ipfs_accelerate_common::secrets::{MasterKey, SecretStore};
+use ipfs_accelerate_common::Error;
 use serde_json::json;
 
 use crate::cli::BackendsCommand;
 use crate::output::Output;
 
-/// Keys: a secret named like the deployment, then its environment variables.
-fn key_source(config: &Config) -> impl Fn(&DeploymentConfig) -> Option<String> {
-    let secrets = MasterKey::resolve(config, false)
-        .ok()
-        .and_then(|key| SecretStore::open(config.data_dir().value.join("secrets"), key).ok());
-    move |deployment: &DeploymentConfig| {
-        if let Some(secret) = secrets.as_ref().and_then(|s| s.get(&deployment.name).ok().flatten())
-        {
-            return Some(secret.expose().to_string());
+/// Keys: a secret named like the deployment, then its environment variables. No master key
+/// yet means no secrets; a master key or secrets file that does not open is an error, never a
+/// silent fall-through to other keys.
+fn key_source(config: &Config) -> anyhow::Result<impl Fn(&DeploymentConfig) -> Option<String>> {
+    let secrets = match MasterKey::resolve(config, false) {
+        Err(Error::NoMasterKey { .. }) => None,
+        Err(e) => return Err(e).context("opening the secrets for backend keys"),
+        Ok(key) => Some(
+            SecretStore::open(config.data_dir().value.join("secrets"), key)
+                .context("opening the secrets for backend keys")?,
+        ),
+    };
+    Ok(move |deployment: &DeploymentConfig| {
+        match secrets.as_ref().map(|s| s.get(&deployment.name)) {
+            Some(Ok(Some(secret))) => return Some(secret.expose().to_string()),
+            Some(Err(e)) => {
+                tracing::warn!(deployment = %deployment.name, error = %e, "reading the secret failed")
+            }
+            _ => {}
         }
         deployment
             .api_key_env
             .iter()
             .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
-    }
+    })
 }
 
 fn router(config: &Config) -> anyhow::Result<Router> {
     let backends = config::load(config.section("backends"), |name| std::env::var(name).ok())?;
-    Ok(Router::new(backends, key_source(config))?)
+    Ok(Router::new(backends, key_source(config)?)?)
 }
 
 pub async fn run(command: BackendsCommand, config: &Config, out: &Output) -> anyhow::Result<()> {

@@ -126,10 +126,8 @@ fn print_statuses(statuses: &[FeatureStatus]) {
 
 fn print_plan(steps: &[Step]) {
     for step in steps {
-        match step {
-            Step::Run { purpose, .. } => println!("  # {purpose}\n  {step}"),
-            Step::Manual { purpose, .. } => println!("  # {purpose}\n  {step}"),
-        }
+        let (Step::Run { purpose, .. } | Step::Manual { purpose, .. }) = step;
+        println!("  # {purpose}\n  {step}");
     }
 }
 
