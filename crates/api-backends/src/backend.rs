@@ -8,7 +8,9 @@ use futures_util::{Stream, StreamExt};
 
 use crate::error::{Error, Result};
 use crate::http::CallContext;
-use crate::types::{ChatRequest, ChatResponse, Delta, EmbedRequest, Embeddings, ModelInfo};
+use crate::types::{
+    ChatRequest, ChatResponse, Delta, EmbedRequest, Embeddings, ModelInfo, Ranked, RerankRequest,
+};
 
 /// A boxed future, so [`Backend`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -57,13 +59,19 @@ pub trait Backend: Send + Sync {
         &'a self,
         request: &'a ChatRequest,
         ctx: &'a CallContext,
-    ) -> BoxFuture<'a, Result<ChatResponse>>;
+    ) -> BoxFuture<'a, Result<ChatResponse>> {
+        let _ = (request, ctx);
+        Box::pin(async move { Err(self.unsupported("chat")) })
+    }
     /// A streamed chat answer.
     fn chat_stream<'a>(
         &'a self,
         request: &'a ChatRequest,
         ctx: &'a CallContext,
-    ) -> BoxFuture<'a, Result<DeltaStream>>;
+    ) -> BoxFuture<'a, Result<DeltaStream>> {
+        let _ = (request, ctx);
+        Box::pin(async move { Err(self.unsupported("chat")) })
+    }
     /// Embeddings.
     fn embed<'a>(
         &'a self,
@@ -72,6 +80,15 @@ pub trait Backend: Send + Sync {
     ) -> BoxFuture<'a, Result<Embeddings>> {
         let _ = (request, ctx);
         Box::pin(async move { Err(self.unsupported("embeddings")) })
+    }
+    /// Candidates ordered by relevance, most relevant first.
+    fn rerank<'a>(
+        &'a self,
+        request: &'a RerankRequest,
+        ctx: &'a CallContext,
+    ) -> BoxFuture<'a, Result<Vec<Ranked>>> {
+        let _ = (request, ctx);
+        Box::pin(async move { Err(self.unsupported("rerank")) })
     }
     /// The models it serves.
     fn models<'a>(&'a self, ctx: &'a CallContext) -> BoxFuture<'a, Result<Vec<ModelInfo>>>;

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Kind;
 use crate::error::{Error, Result};
+use crate::template::ChatTemplate;
 
 /// One deployment: a server, its protocol and the model it is asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,15 +58,55 @@ pub struct DeploymentConfig {
     /// Tokens per minute it may receive (estimated from the request before sending).
     #[serde(default)]
     pub tpm: Option<u32>,
+    /// For servers that take raw prompts (TGI's `/generate`): the model's
+    /// `tokenizer_config.json` (its `chat_template`, BOS and EOS) or a `.jinja` template file.
+    #[serde(default)]
+    pub chat_template: Option<std::path::PathBuf>,
     /// Where this deployment came from (`env OPENAI_BASE_URL`, `config file`).
     #[serde(skip)]
     pub source: String,
 }
 
 impl DeploymentConfig {
+    /// A deployment with no model, group, key, limits or template set.
+    pub fn new(name: &str, kind: Kind, base_url: &str) -> DeploymentConfig {
+        DeploymentConfig {
+            name: name.to_string(),
+            kind,
+            base_url: base_url.to_string(),
+            model: None,
+            group: None,
+            api_key_env: Vec::new(),
+            requires_key: false,
+            rpm: None,
+            tpm: None,
+            chat_template: None,
+            source: String::new(),
+        }
+    }
+
     /// The model group.
     pub fn group(&self) -> &str {
         self.group.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The chat template `chat_template` names, compiled.
+    pub fn template(&self) -> Result<Option<ChatTemplate>> {
+        let Some(path) = &self.chat_template else { return Ok(None) };
+        // A user's read-only input, not something this program keeps.
+        #[allow(clippy::disallowed_methods)]
+        // storage-audit: allow(reads the user's tokenizer_config.json / template; persists nothing)
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!("{}: chat_template {}: {e}", self.name, path.display()))
+        })?;
+        let in_context =
+            |e: Error| Error::Config(format!("{}: chat_template {}: {e}", self.name, path.display()));
+        let template = if path.extension().is_some_and(|x| x == "json") {
+            ChatTemplate::from_tokenizer_config(&text)
+        } else {
+            ChatTemplate::new(&text, "", "")
+        };
+        template.map(Some).map_err(in_context)
     }
 }
 
@@ -180,18 +221,7 @@ impl Default for BackendsConfig {
 }
 
 fn env_deployment(name: &str, kind: Kind, base_url: String, source: String) -> DeploymentConfig {
-    DeploymentConfig {
-        name: name.to_string(),
-        kind,
-        base_url,
-        model: None,
-        group: None,
-        api_key_env: Vec::new(),
-        requires_key: false,
-        rpm: None,
-        tpm: None,
-        source,
-    }
+    DeploymentConfig { source, ..DeploymentConfig::new(name, kind, &base_url) }
 }
 
 /// `host:port` or a URL → a URL.

@@ -91,6 +91,17 @@ impl Transport {
         Ok(Transport { client, deployment: deployment.to_string(), base })
     }
 
+    /// The same deployment and connection pool at `path` under this base (`v1` for the
+    /// OpenAI-compatible API a native server also serves).
+    pub fn at(&self, path: &str) -> Result<Transport> {
+        let mut base = self.url(path)?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        Ok(Transport { client: self.client.clone(), deployment: self.deployment.clone(), base })
+    }
+
     /// The deployment's name.
     pub fn deployment(&self) -> &str {
         &self.deployment
@@ -210,6 +221,21 @@ impl Transport {
         self.read_json(response, ctx).await
     }
 
+    /// GETs `path` and reports whether it answered a success status (KServe's readiness
+    /// probes answer 200 or an error status with no JSON to decode). Transport failures are
+    /// errors; a non-success status is `Ok(false)` with the status logged.
+    pub async fn probe(&self, path: &str, ctx: &CallContext) -> Result<bool> {
+        let request = self.client.get(self.url(path)?);
+        match self.send(request, ctx, true).await {
+            Ok(_) => Ok(true),
+            Err(Error::Http { status, body, .. }) => {
+                tracing::debug!(deployment = %self.deployment, status, %body, "probe answered not ready");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// POSTs `body` and returns the response for streaming once the status is a success.
     pub async fn post_stream(
         &self,
@@ -235,10 +261,49 @@ impl Transport {
             .map_err(|e| self.decode(format!("{e} in {}", preview(&bytes))))
     }
 
+    /// A decode error unless the server answered `got` `what` for `expected` inputs.
+    pub(crate) fn expect_count(&self, what: &str, expected: usize, got: usize) -> Result<()> {
+        if expected == got {
+            return Ok(());
+        }
+        Err(self.decode(format!("{expected} inputs but {got} {what}")))
+    }
+
     /// A decode error of this deployment.
     pub fn decode(&self, reason: impl Into<String>) -> Error {
         Error::Decode { deployment: self.deployment.clone(), reason: reason.into() }
     }
+}
+
+/// A response body as lines (NDJSON), without their line ends; a last line without a newline
+/// is still a line.
+pub(crate) fn lines(
+    response: reqwest::Response,
+) -> impl futures_util::Stream<Item = std::result::Result<String, reqwest::Error>> + Send {
+    use futures_util::StreamExt;
+    let state = (Box::pin(response.bytes_stream()), Vec::<u8>::new(), false);
+    futures_util::stream::unfold(state, |(mut body, mut buffer, mut ended)| async move {
+        loop {
+            if let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                return Some((Ok(line), (body, buffer, ended)));
+            }
+            if ended {
+                if buffer.is_empty() {
+                    return None;
+                }
+                let line = String::from_utf8_lossy(&buffer).trim_end().to_string();
+                buffer.clear();
+                return Some((Ok(line), (body, buffer, ended)));
+            }
+            match body.next().await {
+                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                Some(Err(e)) => return Some((Err(e), (body, Vec::new(), true))),
+                None => ended = true,
+            }
+        }
+    })
 }
 
 /// The ULID's 128 bits in UUID form (`01890a5d-…`): servers that validate `x-request-id` as a

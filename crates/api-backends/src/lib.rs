@@ -11,8 +11,13 @@ mod backend;
 pub mod config;
 mod error;
 mod http;
+pub mod ollama;
 pub mod openai;
+pub mod ovms;
 pub mod router;
+pub mod template;
+pub mod tei;
+pub mod tgi;
 mod types;
 
 pub use backend::{Backend, BoxFuture, DeltaStream, Kind};
@@ -20,5 +25,6 @@ pub use error::{Error, Result};
 pub use http::{parse_retry_after, uuid_form, CallContext, Transport, REQUEST_ID_HEADER};
 pub use router::Router;
 pub use types::{
-    ChatRequest, ChatResponse, Delta, EmbedRequest, Embeddings, Message, ModelInfo, Usage,
+    ChatRequest, ChatResponse, Delta, EmbedRequest, Embeddings, Message, ModelInfo, Ranked,
+    RerankRequest, SparseEmbedding, Usage,
 };

@@ -228,13 +228,7 @@ impl Backend for OpenAi {
             let list: EmbeddingList = self.transport.post_json("embeddings", &body, ctx).await?;
             let mut items = list.data;
             items.sort_by_key(|i| i.index);
-            if items.len() != request.input.len() {
-                return Err(self.transport.decode(format!(
-                    "{} inputs but {} embeddings",
-                    request.input.len(),
-                    items.len()
-                )));
-            }
+            self.transport.expect_count("embeddings", request.input.len(), items.len())?;
             Ok(Embeddings {
                 model: list.model,
                 vectors: items.into_iter().map(|i| i.embedding).collect(),

@@ -20,8 +20,14 @@ use crate::backend::{Backend, DeltaStream, Kind};
 use crate::config::{BackendsConfig, DeploymentConfig};
 use crate::error::{Error, Result};
 use crate::http::{CallContext, Transport};
+use crate::ollama::Ollama;
 use crate::openai::OpenAi;
-use crate::types::{ChatRequest, ChatResponse, EmbedRequest, Embeddings, ModelInfo};
+use crate::ovms::Ovms;
+use crate::tei::Tei;
+use crate::tgi::Tgi;
+use crate::types::{
+    ChatRequest, ChatResponse, EmbedRequest, Embeddings, ModelInfo, Ranked, RerankRequest,
+};
 
 /// Per-call options.
 #[derive(Debug, Clone, Default)]
@@ -285,13 +291,15 @@ impl Router {
                 (None, Some(format!("no API key: looked in {}", looked.join(", "))))
             } else {
                 let transport = Transport::new(&d.name, &d.base_url, api_key.as_deref())?;
-                match d.kind {
-                    Kind::OpenAi => (Some(Arc::new(OpenAi::new(transport, d.model.clone()))), None),
-                    other => (
-                        None,
-                        Some(format!("the {} protocol client is not built yet", other.name())),
-                    ),
-                }
+                let model = d.model.clone();
+                let backend: Arc<dyn Backend> = match d.kind {
+                    Kind::OpenAi => Arc::new(OpenAi::new(transport, model)),
+                    Kind::Ollama => Arc::new(Ollama::new(transport, model)),
+                    Kind::Tgi => Arc::new(Tgi::new(transport, model, d.template()?)?),
+                    Kind::Tei => Arc::new(Tei::new(transport, model)?),
+                    Kind::Ovms => Arc::new(Ovms::new(transport, model)?),
+                };
+                (Some(backend), None)
             };
             deployments.push(Arc::new(Deployment {
                 config: d.clone(),
@@ -583,6 +591,23 @@ impl Router {
         self.route(target, options, tokens, move |backend, ctx| {
             let request = Arc::clone(&request);
             Box::pin(async move { backend.embed(&request, ctx).await })
+        })
+        .await
+    }
+
+    /// `request.texts` ranked by relevance to its query, by `target`.
+    pub async fn rerank(
+        &self,
+        target: &str,
+        request: &RerankRequest,
+        options: &CallOptions,
+    ) -> Result<Routed<Vec<Ranked>>> {
+        let chars: usize = request.texts.iter().map(String::len).sum::<usize>()
+            + request.query.len() * request.texts.len();
+        let request = Arc::new(request.clone());
+        self.route(target, options, (chars / 4) as u32 + 1, move |backend, ctx| {
+            let request = Arc::clone(&request);
+            Box::pin(async move { backend.rerank(&request, ctx).await })
         })
         .await
     }

@@ -134,3 +134,37 @@ pub struct ModelInfo {
     /// Who owns it, when the server says.
     pub owned_by: Option<String>,
 }
+
+/// A rerank request: order `texts` by relevance to `query`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RerankRequest {
+    /// The model; the deployment's when `None`.
+    pub model: Option<String>,
+    /// What the texts are ranked against.
+    pub query: String,
+    /// The candidates.
+    pub texts: Vec<String>,
+}
+
+/// One ranked candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranked {
+    /// Its position in the request's `texts`.
+    pub index: usize,
+    /// Relevance (higher is more relevant).
+    pub score: f32,
+}
+
+/// A sparse embedding: the non-zero dimensions of a (SPLADE-style) vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SparseEmbedding {
+    /// Dimensions, ascending.
+    pub indices: Vec<u32>,
+    /// Their values.
+    pub values: Vec<f32>,
+}
+
+/// Most relevant first; ties keep the request's order.
+pub(crate) fn sort_ranked(ranked: &mut [Ranked]) {
+    ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+}

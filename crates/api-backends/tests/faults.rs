@@ -56,16 +56,8 @@ fn router(urls: &[(&str, &str, &str)], tweak: impl FnOnce(&mut BackendsConfig)) 
         BackendsConfig { backoff: Duration::from_millis(10), ..BackendsConfig::default() };
     for (name, group, url) in urls {
         config.deployments.push(DeploymentConfig {
-            name: name.to_string(),
-            kind: Kind::OpenAi,
-            base_url: url.to_string(),
-            model: None,
             group: Some(group.to_string()),
-            api_key_env: vec![],
-            requires_key: false,
-            rpm: None,
-            tpm: None,
-            source: "test".into(),
+            ..DeploymentConfig::new(name, Kind::OpenAi, url)
         });
     }
     tweak(&mut config);
