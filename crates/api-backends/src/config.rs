@@ -99,8 +99,9 @@ impl DeploymentConfig {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(format!("{}: chat_template {}: {e}", self.name, path.display()))
         })?;
-        let in_context =
-            |e: Error| Error::Config(format!("{}: chat_template {}: {e}", self.name, path.display()));
+        let in_context = |e: Error| {
+            Error::Config(format!("{}: chat_template {}: {e}", self.name, path.display()))
+        };
         let template = if path.extension().is_some_and(|x| x == "json") {
             ChatTemplate::from_tokenizer_config(&text)
         } else {

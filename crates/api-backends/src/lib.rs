@@ -15,8 +15,8 @@ pub mod ollama;
 pub mod openai;
 pub mod ovms;
 pub mod router;
-pub mod template;
 pub mod tei;
+pub mod template;
 pub mod tgi;
 mod types;
 

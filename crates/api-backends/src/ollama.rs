@@ -275,7 +275,11 @@ impl Backend for Ollama {
             let body =
                 json!({ "model": self.model(request.model.as_deref())?, "input": request.input });
             let reply: EmbedReply = self.transport.post_json("api/embed", &body, ctx).await?;
-            self.transport.expect_count("embeddings", request.input.len(), reply.embeddings.len())?;
+            self.transport.expect_count(
+                "embeddings",
+                request.input.len(),
+                reply.embeddings.len(),
+            )?;
             Ok(Embeddings {
                 model: reply.model,
                 vectors: reply.embeddings,

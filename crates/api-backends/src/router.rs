@@ -283,24 +283,23 @@ impl Router {
         let mut deployments = Vec::new();
         for d in &config.deployments {
             let api_key = key(d);
-            let (backend, unusable): (Option<Arc<dyn Backend>>, _) = if d.requires_key
-                && api_key.is_none()
-            {
-                let mut looked = vec![format!("secret {:?}", d.name)];
-                looked.extend(d.api_key_env.iter().map(|v| format!("${v}")));
-                (None, Some(format!("no API key: looked in {}", looked.join(", "))))
-            } else {
-                let transport = Transport::new(&d.name, &d.base_url, api_key.as_deref())?;
-                let model = d.model.clone();
-                let backend: Arc<dyn Backend> = match d.kind {
-                    Kind::OpenAi => Arc::new(OpenAi::new(transport, model)),
-                    Kind::Ollama => Arc::new(Ollama::new(transport, model)),
-                    Kind::Tgi => Arc::new(Tgi::new(transport, model, d.template()?)?),
-                    Kind::Tei => Arc::new(Tei::new(transport, model)?),
-                    Kind::Ovms => Arc::new(Ovms::new(transport, model)?),
+            let (backend, unusable): (Option<Arc<dyn Backend>>, _) =
+                if d.requires_key && api_key.is_none() {
+                    let mut looked = vec![format!("secret {:?}", d.name)];
+                    looked.extend(d.api_key_env.iter().map(|v| format!("${v}")));
+                    (None, Some(format!("no API key: looked in {}", looked.join(", "))))
+                } else {
+                    let transport = Transport::new(&d.name, &d.base_url, api_key.as_deref())?;
+                    let model = d.model.clone();
+                    let backend: Arc<dyn Backend> = match d.kind {
+                        Kind::OpenAi => Arc::new(OpenAi::new(transport, model)),
+                        Kind::Ollama => Arc::new(Ollama::new(transport, model)),
+                        Kind::Tgi => Arc::new(Tgi::new(transport, model, d.template()?)?),
+                        Kind::Tei => Arc::new(Tei::new(transport, model)?),
+                        Kind::Ovms => Arc::new(Ovms::new(transport, model)?),
+                    };
+                    (Some(backend), None)
                 };
-                (Some(backend), None)
-            };
             deployments.push(Arc::new(Deployment {
                 config: d.clone(),
                 backend,

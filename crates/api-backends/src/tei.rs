@@ -69,7 +69,11 @@ impl Tei {
     }
 
     /// `inputs` in batches the server accepts.
-    async fn batches<'i>(&self, inputs: &'i [String], ctx: &CallContext) -> Result<std::slice::Chunks<'i, String>> {
+    async fn batches<'i>(
+        &self,
+        inputs: &'i [String],
+        ctx: &CallContext,
+    ) -> Result<std::slice::Chunks<'i, String>> {
         let size = self.info(ctx).await?.max_client_batch_size.max(1);
         Ok(inputs.chunks(size))
     }

@@ -70,9 +70,12 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |message: String| -> std::result::Result<JinjaValue, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
-        });
+        env.add_function(
+            "raise_exception",
+            |message: String| -> std::result::Result<JinjaValue, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
         env.add_filter("tojson", tojson);
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| Error::Config(format!("chat template does not compile: {e:#}")))?;
@@ -85,9 +88,7 @@ impl ChatTemplate {
         let config: TokenizerConfig = serde_json::from_str(json)
             .map_err(|e| Error::Config(format!("tokenizer_config.json: {e}")))?;
         let source = match config.chat_template {
-            None => {
-                return Err(Error::Config("tokenizer_config.json has no chat_template".into()))
-            }
+            None => return Err(Error::Config("tokenizer_config.json has no chat_template".into())),
             Some(TemplateField::One(source)) => source,
             Some(TemplateField::Named(named)) => {
                 let names: Vec<String> = named.iter().map(|t| t.name.clone()).collect();
@@ -171,9 +172,11 @@ fn dumps(
         }
         ValueKind::String => {
             let s = value.as_str().unwrap_or_default();
-            out.push_str(&serde_json::to_string(s).map_err(|e| {
-                minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string())
-            })?);
+            out.push_str(
+                &serde_json::to_string(s).map_err(|e| {
+                    minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string())
+                })?,
+            );
         }
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<JinjaValue> = value.try_iter()?.collect();

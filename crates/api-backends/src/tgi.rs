@@ -88,7 +88,11 @@ fn finish_reason(details: &Details) -> String {
 
 impl Tgi {
     /// A client over `transport` (the server root), rendering chats with `template` when given.
-    pub fn new(transport: Transport, model: Option<String>, template: Option<ChatTemplate>) -> Result<Tgi> {
+    pub fn new(
+        transport: Transport,
+        model: Option<String>,
+        template: Option<ChatTemplate>,
+    ) -> Result<Tgi> {
         let messages_api = OpenAi::new(transport.at("v1")?, model);
         Ok(Tgi { transport, template, messages_api })
     }
