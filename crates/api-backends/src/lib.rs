@@ -8,6 +8,7 @@
 //! Everything this crate persists (response cache) goes through [`ipfs_accelerate_common`].
 
 mod backend;
+pub mod cache;
 pub mod config;
 mod error;
 mod http;

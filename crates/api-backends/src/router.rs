@@ -16,7 +16,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use ipfs_accelerate_common::cache::{Cache, CacheKey};
+
 use crate::backend::{Backend, DeltaStream, Kind};
+use crate::cache;
 use crate::config::{BackendsConfig, DeploymentConfig};
 use crate::error::{Error, Result};
 use crate::http::{CallContext, Transport};
@@ -26,7 +29,7 @@ use crate::ovms::Ovms;
 use crate::tei::Tei;
 use crate::tgi::Tgi;
 use crate::types::{
-    ChatRequest, ChatResponse, EmbedRequest, Embeddings, ModelInfo, Ranked, RerankRequest,
+    ChatRequest, ChatResponse, Delta, EmbedRequest, Embeddings, ModelInfo, Ranked, RerankRequest,
 };
 
 /// Per-call options.
@@ -36,6 +39,9 @@ pub struct CallOptions {
     pub priority: u8,
     /// This call's budget; the router's `timeout` when `None`.
     pub timeout: Option<Duration>,
+    /// Use the response cache: `Some(true)` for any chat, `Some(false)` never; `None` caches
+    /// chats at temperature 0, embeddings, rerankings and model lists.
+    pub cache: Option<bool>,
 }
 
 /// A result with how it was obtained.
@@ -51,6 +57,8 @@ pub struct Routed<T> {
     pub request_id: String,
     /// Time spent in the client itself (not waiting on servers, the queue or backoff).
     pub overhead_us: u64,
+    /// Whether the answer came from the response cache (no server was asked).
+    pub cached: bool,
 }
 
 struct Health {
@@ -258,6 +266,7 @@ impl Queue {
 /// Named deployments in model groups, behind one call path.
 pub struct Router {
     config: BackendsConfig,
+    cache: Option<Cache>,
     deployments: Vec<Arc<Deployment>>,
     queue: Arc<Queue>,
     next: AtomicUsize,
@@ -315,7 +324,64 @@ impl Router {
             concurrency: config.concurrency,
             capacity: config.queue,
         });
-        Ok(Router { config, deployments, queue, next: AtomicUsize::new(0) })
+        Ok(Router { config, cache: None, deployments, queue, next: AtomicUsize::new(0) })
+    }
+
+    /// Keeps deterministic answers in `cache` (namespace `llm`), shared by every process
+    /// using the same store.
+    pub fn with_cache(mut self, cache: Cache) -> Router {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// `call`'s answer, from the response cache when `wanted` and present; kept there after.
+    async fn cached<T, Fut>(
+        &self,
+        operation: &str,
+        target: &str,
+        request: &impl Serialize,
+        wanted: bool,
+        ttl: Option<Duration>,
+        call: impl FnOnce() -> Fut,
+    ) -> Result<Routed<T>>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+        Fut: std::future::Future<Output = Result<Routed<T>>>,
+    {
+        let started = Instant::now();
+        let Some((cache, key)) = self.cache_key(operation, target, request, wanted) else {
+            return call().await;
+        };
+        if let Some(entry) = cache::get::<T>(cache, &key).await {
+            tracing::debug!(operation, target, deployment = %entry.deployment, "response cache hit");
+            return Ok(Routed {
+                value: entry.value,
+                deployment: entry.deployment,
+                attempts: 0,
+                request_id: ulid::Ulid::new().to_string(),
+                overhead_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                cached: true,
+            });
+        }
+        let routed = call().await?;
+        cache::put(cache, &key, &routed.deployment, &routed.value, ttl).await;
+        Ok(routed)
+    }
+
+    fn cache_key(
+        &self,
+        operation: &str,
+        target: &str,
+        request: &impl Serialize,
+        wanted: bool,
+    ) -> Option<(&Cache, CacheKey)> {
+        let cache = self.cache.as_ref().filter(|_| wanted)?;
+        let members = self.members(target);
+        if members.is_empty() {
+            return None;
+        }
+        let configs: Vec<&DeploymentConfig> = members.iter().map(|d| &d.config).collect();
+        Some((cache, cache::key(operation, &configs, request)?))
     }
 
     /// Every deployment's state and figures.
@@ -465,6 +531,7 @@ impl Router {
                             attempts,
                             request_id: ctx.request_id.to_string(),
                             overhead_us: u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX),
+                            cached: false,
                         });
                     }
                     Err(e) => {
@@ -536,10 +603,12 @@ impl Router {
         options: &CallOptions,
     ) -> Result<Routed<ChatResponse>> {
         let tokens = estimate_tokens(request);
-        let request = Arc::new(request.clone());
-        self.route(target, options, tokens, move |backend, ctx| {
-            let request = Arc::clone(&request);
-            Box::pin(async move { backend.chat(&request, ctx).await })
+        let shared = Arc::new(request.clone());
+        self.cached("chat", target, request, chat_cacheable(request, options), None, || {
+            self.route(target, options, tokens, move |backend, ctx| {
+                let request = Arc::clone(&shared);
+                Box::pin(async move { backend.chat(&request, ctx).await })
+            })
         })
         .await
     }
@@ -553,29 +622,69 @@ impl Router {
         options: &CallOptions,
     ) -> Result<Routed<DeltaStream>> {
         let tokens = estimate_tokens(request);
-        let request = Arc::new(request.clone());
+        let cached = self.cache_key("chat", target, request, chat_cacheable(request, options));
+        if let Some((cache, key)) = &cached {
+            if let Some(entry) = cache::get::<ChatResponse>(cache, key).await {
+                let answer = entry.value;
+                let delta = Delta {
+                    content: answer.content,
+                    finish_reason: answer.finish_reason,
+                    tool_calls: answer.tool_calls,
+                    usage: answer.usage,
+                };
+                return Ok(Routed {
+                    value: Box::pin(futures_util::stream::once(async move { Ok(delta) })),
+                    deployment: entry.deployment,
+                    attempts: 0,
+                    request_id: ulid::Ulid::new().to_string(),
+                    overhead_us: 0,
+                    cached: true,
+                });
+            }
+        }
+        let shared = Arc::new(request.clone());
         let routed = self
             .route(target, options, tokens, move |backend, ctx| {
-                let request = Arc::clone(&request);
+                let request = Arc::clone(&shared);
                 Box::pin(async move { backend.chat_stream(&request, ctx).await })
             })
             .await?;
         let deployment =
             self.deployments.iter().find(|d| d.config.name == routed.deployment).cloned();
-
-        let config = self.config.clone();
-        let Routed { value: stream, deployment: name, attempts, request_id, overhead_us } = routed;
+        let state = StreamState {
+            deployment,
+            config: self.config.clone(),
+            cache: cached.map(|(cache, key)| (cache.clone(), key)),
+            name: routed.deployment.clone(),
+            answer: ChatResponse {
+                model: String::new(),
+                content: String::new(),
+                finish_reason: None,
+                tool_calls: None,
+                usage: None,
+            },
+        };
         let settled = futures_util::stream::unfold(
-            (stream, deployment, config),
-            |(mut stream, deployment, config)| async move {
-                let item = stream.next().await?;
-                if let (Err(e), Some(d)) = (&item, &deployment) {
-                    d.settle(Some(e), &config);
+            (routed.value, state),
+            |(mut stream, mut state)| async move {
+                let Some(item) = stream.next().await else {
+                    state.finish().await;
+                    return None;
+                };
+                match &item {
+                    Err(e) => {
+                        if let Some(d) = &state.deployment {
+                            d.settle(Some(e), &state.config);
+                        }
+                        // A broken answer is never cached.
+                        state.cache = None;
+                    }
+                    Ok(delta) => state.absorb(delta),
                 }
-                Some((item, (stream, deployment, config)))
+                Some((item, (stream, state)))
             },
         );
-        Ok(Routed { value: Box::pin(settled), deployment: name, attempts, request_id, overhead_us })
+        Ok(Routed { value: Box::pin(settled), ..routed })
     }
 
     /// Embeddings from `target`.
@@ -586,10 +695,12 @@ impl Router {
         options: &CallOptions,
     ) -> Result<Routed<Embeddings>> {
         let tokens = request.input.iter().map(|t| (t.len() / 4) as u32 + 1).sum();
-        let request = Arc::new(request.clone());
-        self.route(target, options, tokens, move |backend, ctx| {
-            let request = Arc::clone(&request);
-            Box::pin(async move { backend.embed(&request, ctx).await })
+        let shared = Arc::new(request.clone());
+        self.cached("embed", target, request, options.cache != Some(false), None, || {
+            self.route(target, options, tokens, move |backend, ctx| {
+                let request = Arc::clone(&shared);
+                Box::pin(async move { backend.embed(&request, ctx).await })
+            })
         })
         .await
     }
@@ -603,10 +714,12 @@ impl Router {
     ) -> Result<Routed<Vec<Ranked>>> {
         let chars: usize = request.texts.iter().map(String::len).sum::<usize>()
             + request.query.len() * request.texts.len();
-        let request = Arc::new(request.clone());
-        self.route(target, options, (chars / 4) as u32 + 1, move |backend, ctx| {
-            let request = Arc::clone(&request);
-            Box::pin(async move { backend.rerank(&request, ctx).await })
+        let shared = Arc::new(request.clone());
+        self.cached("rerank", target, request, options.cache != Some(false), None, || {
+            self.route(target, options, (chars / 4) as u32 + 1, move |backend, ctx| {
+                let request = Arc::clone(&shared);
+                Box::pin(async move { backend.rerank(&request, ctx).await })
+            })
         })
         .await
     }
@@ -617,8 +730,53 @@ impl Router {
         target: &str,
         options: &CallOptions,
     ) -> Result<Routed<Vec<ModelInfo>>> {
-        self.route(target, options, 0, |backend, ctx| backend.models(ctx)).await
+        let wanted = options.cache != Some(false);
+        self.cached("models", target, &(), wanted, Some(cache::MODELS_TTL), || {
+            self.route(target, options, 0, |backend, ctx| backend.models(ctx))
+        })
+        .await
     }
+}
+
+/// A streamed answer on its way: the deployment to settle on failure, and the answer being
+/// assembled for the response cache.
+struct StreamState {
+    deployment: Option<Arc<Deployment>>,
+    config: BackendsConfig,
+    cache: Option<(Cache, CacheKey)>,
+    name: String,
+    answer: ChatResponse,
+}
+
+impl StreamState {
+    fn absorb(&mut self, delta: &Delta) {
+        self.answer.content.push_str(&delta.content);
+        if delta.finish_reason.is_some() {
+            self.answer.finish_reason.clone_from(&delta.finish_reason);
+        }
+        if delta.usage.is_some() {
+            self.answer.usage = delta.usage;
+        }
+        if delta.tool_calls.is_some() {
+            // Tool-call fragments are not reassembled here: such answers are not cached.
+            self.cache = None;
+        }
+    }
+
+    /// The stream ended cleanly: keep the whole answer.
+    async fn finish(&mut self) {
+        if let Some((cache, key)) = self.cache.take() {
+            if self.answer.finish_reason.is_some() {
+                cache::put(&cache, &key, &self.name, &self.answer, None).await;
+            }
+        }
+    }
+}
+
+/// Whether a chat's answer is reused: asked for, or deterministic (temperature 0) and not
+/// refused.
+fn chat_cacheable(request: &ChatRequest, options: &CallOptions) -> bool {
+    options.cache.unwrap_or(request.temperature == Some(0.0))
 }
 
 /// About four characters per token, for the tpm limiter.

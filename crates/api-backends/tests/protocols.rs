@@ -615,3 +615,65 @@ async fn ovms_kserve_tensors_tf_serving_and_openai() {
         json!({"model":"llama","query":"q","documents":["a","b"]})
     );
 }
+
+// ---------------------------------------------------------------- response cache
+
+#[tokio::test]
+async fn deterministic_answers_come_from_the_shared_cache() {
+    use ipfs_accelerate_common::cache::{Cache, CacheConfig};
+    use ipfs_accelerate_common::store::{Store, StoreOptions};
+
+    let (url, seen) = serve(ollama_app()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || async {
+        let store = Store::open(dir.path(), StoreOptions::default()).await.unwrap();
+        router(Kind::Ollama, &url, Some("llama3.2"), |_| {})
+            .with_cache(Cache::new(store, CacheConfig::default()))
+    };
+    let router = open().await;
+    let options = CallOptions::default();
+    let greedy = ChatRequest { temperature: Some(0.0), ..ask("Why is the sky blue?") };
+
+    let first = router.chat("d", &greedy, &options).await.unwrap();
+    let second = router.chat("d", &greedy, &options).await.unwrap();
+    assert!(!first.cached && second.cached);
+    assert_eq!(first.value, second.value);
+    assert_eq!(second.deployment, "d");
+    assert_eq!(bodies(&seen, "chat").len(), 1, "the second answer came from the cache");
+
+    // Another process on the same store (a worker sharing it) gets the same entry.
+    drop(router);
+    let router = open().await;
+    assert!(router.chat("d", &greedy, &options).await.unwrap().cached);
+
+    // Sampled chats are not reused unless asked; a caller can refuse the cache.
+    let sampled = ChatRequest { temperature: Some(0.7), ..greedy.clone() };
+    router.chat("d", &sampled, &options).await.unwrap();
+    assert!(!router.chat("d", &sampled, &options).await.unwrap().cached);
+    let asked = CallOptions { cache: Some(true), ..CallOptions::default() };
+    router.chat("d", &sampled, &asked).await.unwrap();
+    assert!(router.chat("d", &sampled, &asked).await.unwrap().cached);
+    let refused = CallOptions { cache: Some(false), ..CallOptions::default() };
+    assert!(!router.chat("d", &greedy, &refused).await.unwrap().cached);
+
+    // A whole stream is kept and replayed; a cut one is not kept.
+    let streamed = ChatRequest { temperature: Some(0.0), ..ask("stream me") };
+    let (text, _, _) =
+        collect(router.chat_stream("d", &streamed, &options).await.unwrap().value).await;
+    let replay = router.chat_stream("d", &streamed, &options).await.unwrap();
+    assert!(replay.cached);
+    assert_eq!(collect(replay.value).await.0, text);
+    assert_eq!(router.chat("d", &streamed, &options).await.unwrap().value.content, "The sky");
+    let cut = ChatRequest { temperature: Some(0.0), ..ask("cut") };
+    let (_, _, error) = collect(router.chat_stream("d", &cut, &options).await.unwrap().value).await;
+    assert!(error.is_some());
+    assert!(!router.chat_stream("d", &cut, &options).await.unwrap().cached);
+
+    // Embeddings and model lists are reused.
+    let input = EmbedRequest { model: None, input: vec!["x".into()] };
+    router.embed("d", &input, &options).await.unwrap();
+    assert!(router.embed("d", &input, &options).await.unwrap().cached);
+    assert_eq!(bodies(&seen, "embed").len(), 1);
+    router.models("d", &options).await.unwrap();
+    assert!(router.models("d", &options).await.unwrap().cached);
+}
