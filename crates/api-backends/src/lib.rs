@@ -16,6 +16,7 @@ pub mod ollama;
 pub mod openai;
 pub mod ovms;
 pub mod router;
+pub mod stats;
 pub mod tei;
 pub mod template;
 pub mod tgi;

@@ -5,9 +5,9 @@
 //! to other groups by error kind, and the overhead metric (time inside the client minus time
 //! waiting on servers, queueing and deliberate backoff).
 
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use crate::http::{CallContext, Transport};
 use crate::ollama::Ollama;
 use crate::openai::OpenAi;
 use crate::ovms::Ovms;
+use crate::stats::{self, Figures};
 use crate::tei::Tei;
 use crate::tgi::Tgi;
 use crate::types::{
@@ -75,14 +76,7 @@ struct Deployment {
     rpm: Option<DefaultDirectRateLimiter>,
     tpm: Option<DefaultDirectRateLimiter>,
     health: Mutex<Health>,
-    stats: Stats,
-}
-
-#[derive(Default)]
-struct Stats {
-    calls: AtomicU64,
-    failures: AtomicU64,
-    overhead: Mutex<Vec<u64>>,
+    figures: Mutex<Figures>,
 }
 
 /// A deployment's figures for `backends stats` and `backends list`.
@@ -102,18 +96,39 @@ pub struct DeploymentStatus {
     pub unusable: Option<String>,
     /// Whether it is cooling down.
     pub cooling_down: bool,
-    /// Calls answered.
+    /// Calls answered by the server.
     pub calls: u64,
     /// Calls failed.
     pub failures: u64,
+    /// Calls answered from the response cache.
+    pub cache_hits: u64,
     /// Overhead percentiles over the recent calls, in microseconds.
     pub overhead_p50_us: Option<u64>,
     /// 99th percentile.
     pub overhead_p99_us: Option<u64>,
+    /// The most recent failure.
+    pub last_error: Option<String>,
 }
 
-/// Overhead samples kept per deployment.
-const OVERHEAD_SAMPLES: usize = 4096;
+impl DeploymentStatus {
+    fn new(d: &Deployment, figures: &Figures) -> DeploymentStatus {
+        DeploymentStatus {
+            name: d.config.name.clone(),
+            group: d.config.group().to_string(),
+            kind: d.config.kind,
+            base_url: d.config.base_url.clone(),
+            source: d.config.source.clone(),
+            unusable: d.unusable.clone(),
+            cooling_down: d.cooling().is_some(),
+            calls: figures.calls,
+            failures: figures.failures,
+            cache_hits: figures.cache_hits,
+            overhead_p50_us: figures.overhead_percentile(0.5),
+            overhead_p99_us: figures.overhead_percentile(0.99),
+            last_error: figures.last_error.clone(),
+        }
+    }
+}
 
 impl Deployment {
     fn cooling(&self) -> Option<Duration> {
@@ -127,10 +142,14 @@ impl Deployment {
             None => {
                 health.consecutive_failures = 0;
                 health.open_until = None;
-                self.stats.calls.fetch_add(1, Ordering::Relaxed);
+                self.figures().calls += 1;
             }
             Some(e) => {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                {
+                    let mut figures = self.figures();
+                    figures.failures += 1;
+                    figures.last_error = Some(e.to_string());
+                }
                 if e.counts_against_deployment() {
                     health.consecutive_failures += 1;
                     if health.consecutive_failures >= config.cooldown_after {
@@ -143,14 +162,8 @@ impl Deployment {
         }
     }
 
-    fn record_overhead(&self, overhead: Duration) {
-        let us = u64::try_from(overhead.as_micros()).unwrap_or(u64::MAX);
-        let mut samples =
-            self.stats.overhead.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if samples.len() >= OVERHEAD_SAMPLES {
-            samples.remove(0);
-        }
-        samples.push(us);
+    fn figures(&self) -> std::sync::MutexGuard<'_, Figures> {
+        self.figures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Takes rate-limit capacity for a request of about `tokens` tokens.
@@ -316,7 +329,7 @@ impl Router {
                 rpm: quota(d.rpm),
                 tpm: quota(d.tpm),
                 health: Mutex::new(Health { consecutive_failures: 0, open_until: None }),
-                stats: Stats::default(),
+                figures: Mutex::default(),
             }));
         }
         let queue = Arc::new(Queue {
@@ -354,6 +367,7 @@ impl Router {
         };
         if let Some(entry) = cache::get::<T>(cache, &key).await {
             tracing::debug!(operation, target, deployment = %entry.deployment, "response cache hit");
+            self.count_cache_hit(&entry.deployment);
             return Ok(Routed {
                 value: entry.value,
                 deployment: entry.deployment,
@@ -366,6 +380,12 @@ impl Router {
         let routed = call().await?;
         cache::put(cache, &key, &routed.deployment, &routed.value, ttl).await;
         Ok(routed)
+    }
+
+    fn count_cache_hit(&self, deployment: &str) {
+        if let Some(d) = self.deployments.iter().find(|d| d.config.name == deployment) {
+            d.figures().cache_hits += 1;
+        }
     }
 
     fn cache_key(
@@ -384,36 +404,28 @@ impl Router {
         Some((cache, cache::key(operation, &configs, request)?))
     }
 
-    /// Every deployment's state and figures.
+    /// Every deployment's state and this router's figures.
     pub fn status(&self) -> Vec<DeploymentStatus> {
-        self.deployments
+        self.deployments.iter().map(|d| DeploymentStatus::new(d, &d.figures())).collect()
+    }
+
+    /// Moves this router's figures into the totals kept in `cache` (so each call is counted
+    /// once however often this runs) and returns every deployment's state with the totals.
+    pub async fn persist_stats(&self, cache: &Cache) -> Result<Vec<DeploymentStatus>> {
+        let taken: BTreeMap<String, Figures> = self
+            .deployments
+            .iter()
+            .map(|d| (d.config.name.clone(), std::mem::take(&mut *d.figures())))
+            .collect();
+        let totals = stats::accumulate(cache, taken).await?;
+        Ok(self
+            .deployments
             .iter()
             .map(|d| {
-                let mut samples = d
-                    .stats
-                    .overhead
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                samples.sort_unstable();
-                let pct = |p: f64| {
-                    samples.get(((samples.len() as f64 - 1.0) * p).round() as usize).copied()
-                };
-                DeploymentStatus {
-                    name: d.config.name.clone(),
-                    group: d.config.group().to_string(),
-                    kind: d.config.kind,
-                    base_url: d.config.base_url.clone(),
-                    source: d.config.source.clone(),
-                    unusable: d.unusable.clone(),
-                    cooling_down: d.cooling().is_some(),
-                    calls: d.stats.calls.load(Ordering::Relaxed),
-                    failures: d.stats.failures.load(Ordering::Relaxed),
-                    overhead_p50_us: pct(0.5),
-                    overhead_p99_us: pct(0.99),
-                }
+                let figures = totals.get(&d.config.name).cloned().unwrap_or_default();
+                DeploymentStatus::new(d, &figures)
             })
-            .collect()
+            .collect())
     }
 
     /// The deployments `target` names: a group's members, or one deployment by name.
@@ -523,7 +535,7 @@ impl Router {
                     Ok(value) => {
                         let overhead =
                             started.elapsed().saturating_sub(excluded).saturating_sub(ctx.waited());
-                        deployment.record_overhead(overhead);
+                        deployment.figures().record_overhead(overhead);
                         tracing::debug!(request_id = %ctx.request_id, deployment = %deployment.config.name, attempts, overhead_us = overhead.as_micros() as u64, "backend call done");
                         return Ok(Routed {
                             value,
@@ -625,6 +637,7 @@ impl Router {
         let cached = self.cache_key("chat", target, request, chat_cacheable(request, options));
         if let Some((cache, key)) = &cached {
             if let Some(entry) = cache::get::<ChatResponse>(cache, key).await {
+                self.count_cache_hit(&entry.deployment);
                 let answer = entry.value;
                 let delta = Delta {
                     content: answer.content,

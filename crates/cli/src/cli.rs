@@ -346,7 +346,7 @@ pub enum BackendsCommand {
     /// Configured deployments: group, protocol, URL, where each was configured, and whether it
     /// can be used.
     List,
-    /// A real round trip to one deployment (its model list).
+    /// A real round trip to one deployment (its model list, never from the cache).
     Test {
         /// Deployment name.
         name: String,
@@ -372,6 +372,13 @@ pub enum BackendsCommand {
         /// Model to ask for [default: the deployment's].
         #[arg(long)]
         model: Option<String>,
+        /// Reuse (and keep) the answer even when sampling; answers at temperature 0 are
+        /// cached without it.
+        #[arg(long, conflicts_with = "no_cache")]
+        cache: bool,
+        /// Ask the server even if the answer is cached.
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Embed texts; prints one vector per text.
     Embed {
@@ -380,10 +387,33 @@ pub enum BackendsCommand {
         /// The texts.
         #[arg(required = true)]
         texts: Vec<String>,
+        /// Ask the server even if the vectors are cached.
+        #[arg(long)]
+        no_cache: bool,
     },
-    /// The models a deployment serves.
+    /// Rank texts by relevance to a query (TEI, OVMS); prints index, score and text, best first.
+    Rerank {
+        /// Group or deployment.
+        target: String,
+        /// What the texts are ranked against.
+        #[arg(long)]
+        query: String,
+        /// The candidates.
+        #[arg(required = true)]
+        texts: Vec<String>,
+        /// Ask the server even if the ranking is cached.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// The models a deployment serves (cached for five minutes).
     Models {
         /// Group or deployment.
         target: String,
+        /// Ask the server even if the list is cached.
+        #[arg(long)]
+        no_cache: bool,
     },
+    /// Calls, failures, cache hits, client overhead (p50/p99) and the last error of each
+    /// deployment, accumulated over every run that used this store.
+    Stats,
 }

@@ -5,10 +5,12 @@ use std::io::Write;
 use anyhow::Context;
 use futures_util::StreamExt;
 use ipfs_accelerate_backends::config::{self, DeploymentConfig};
-use ipfs_accelerate_backends::router::CallOptions;
-use ipfs_accelerate_backends::{ChatRequest, EmbedRequest, Message, Router};
+use ipfs_accelerate_backends::router::{CallOptions, DeploymentStatus};
+use ipfs_accelerate_backends::{ChatRequest, EmbedRequest, Message, RerankRequest, Router};
+use ipfs_accelerate_common::cache::{Cache, CacheConfig};
 use ipfs_accelerate_common::config::Config;
 use ipfs_accelerate_common::secrets::{MasterKey, SecretStore};
+use ipfs_accelerate_common::store::Store;
 use ipfs_accelerate_common::Error;
 use serde_json::json;
 
@@ -42,33 +44,93 @@ fn key_source(config: &Config) -> anyhow::Result<impl Fn(&DeploymentConfig) -> O
     })
 }
 
-fn router(config: &Config) -> anyhow::Result<Router> {
+async fn router(config: &Config) -> anyhow::Result<(Router, Cache)> {
     let backends = config::load(config.section("backends"), |name| std::env::var(name).ok())?;
-    Ok(Router::new(backends, key_source(config)?)?)
+    let cache = Cache::new(Store::open_config(config).await?, CacheConfig::default());
+    let router = Router::new(backends, key_source(config)?)?.with_cache(cache.clone());
+    Ok((router, cache))
+}
+
+/// `--cache` / `--no-cache` as the router's per-call choice.
+fn cache_choice(cache: bool, no_cache: bool) -> Option<bool> {
+    match (cache, no_cache) {
+        (_, true) => Some(false),
+        (true, _) => Some(true),
+        _ => None,
+    }
 }
 
 pub async fn run(command: BackendsCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
-    let router = router(config)?;
+    let (router, cache) = router(config).await?;
+    let result = execute(command, &router, &cache, out).await;
+    // Figures are kept even when the call failed: failures are what `stats` is for.
+    if let Err(e) = router.persist_stats(&cache).await {
+        tracing::warn!(error = %e, "backend figures not saved");
+    }
+    result
+}
+
+fn print_status(status: &[DeploymentStatus]) {
+    if status.is_empty() {
+        println!("no deployments: set OPENAI_BASE_URL, OLLAMA_HOST, VLLM_BASE_URL, TGI_ENDPOINT, TEI_ENDPOINT or OVMS_ENDPOINT, or add [backends] to the config file");
+    }
+    for d in status {
+        let state = match (&d.unusable, d.cooling_down) {
+            (Some(why), _) => format!("unusable: {why}"),
+            (None, true) => "cooling down".to_string(),
+            (None, false) => "ready".to_string(),
+        };
+        println!(
+            "{}\tgroup {}\t{}\t{}\t({})\t{state}",
+            d.name,
+            d.group,
+            d.kind.name(),
+            d.base_url,
+            d.source
+        );
+    }
+}
+
+fn print_stats(status: &[DeploymentStatus]) {
+    println!(
+        "{:<16} {:>7} {:>8} {:>10} {:>9} {:>9}  last error",
+        "deployment", "calls", "failed", "cache hits", "p50 µs", "p99 µs"
+    );
+    let micros = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    for d in status {
+        println!(
+            "{:<16} {:>7} {:>8} {:>10} {:>9} {:>9}  {}",
+            d.name,
+            d.calls,
+            d.failures,
+            d.cache_hits,
+            micros(d.overhead_p50_us),
+            micros(d.overhead_p99_us),
+            d.last_error.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+async fn execute(
+    command: BackendsCommand,
+    router: &Router,
+    cache: &Cache,
+    out: &Output,
+) -> anyhow::Result<()> {
     let options = CallOptions::default();
     match command {
         BackendsCommand::List => {
-            let status = router.status();
-            out.emit(&status, || {
-                if status.is_empty() {
-                    println!("no deployments: set OPENAI_BASE_URL, OLLAMA_HOST, VLLM_BASE_URL, TGI_ENDPOINT, TEI_ENDPOINT or OVMS_ENDPOINT, or add [backends] to the config file");
-                }
-                for d in &status {
-                    let state = match &d.unusable {
-                        Some(why) => format!("unusable: {why}"),
-                        None => "ready".to_string(),
-                    };
-                    println!("{}\tgroup {}\t{}\t{}\t({})\t{state}", d.name, d.group, d.kind.name(), d.base_url, d.source);
-                }
-            })
+            let status = router.persist_stats(cache).await?;
+            out.emit(&status, || print_status(&status))
+        }
+        BackendsCommand::Stats => {
+            let status = router.persist_stats(cache).await?;
+            out.emit(&status, || print_stats(&status))
         }
         BackendsCommand::Test { name } => {
             let started = std::time::Instant::now();
-            let routed = router.models(&name, &options).await?;
+            let fresh = CallOptions { cache: Some(false), ..CallOptions::default() };
+            let routed = router.models(&name, &fresh).await?;
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
             let models: Vec<&str> = routed.value.iter().map(|m| m.id.as_str()).collect();
             out.emit(&json!({ "deployment": routed.deployment, "ok": true, "models": models, "elapsed_ms": elapsed_ms, "request_id": routed.request_id }), || {
@@ -83,7 +145,10 @@ pub async fn run(command: BackendsCommand, config: &Config, out: &Output) -> any
             max_tokens,
             temperature,
             model,
+            cache,
+            no_cache,
         } => {
+            let options = CallOptions { cache: cache_choice(cache, no_cache), ..options };
             let mut messages = Vec::new();
             if let Some(system) = system {
                 messages.push(Message::new("system", system));
@@ -117,7 +182,8 @@ pub async fn run(command: BackendsCommand, config: &Config, out: &Output) -> any
                 || println!(),
             )
         }
-        BackendsCommand::Embed { target, texts } => {
+        BackendsCommand::Embed { target, texts, no_cache } => {
+            let options = CallOptions { cache: cache_choice(false, no_cache), ..options };
             let request = EmbedRequest { model: None, input: texts };
             let routed = router.embed(&target, &request, &options).await?;
             out.emit(&routed, || {
@@ -126,7 +192,19 @@ pub async fn run(command: BackendsCommand, config: &Config, out: &Output) -> any
                 }
             })
         }
-        BackendsCommand::Models { target } => {
+        BackendsCommand::Rerank { target, query, texts, no_cache } => {
+            let options = CallOptions { cache: cache_choice(false, no_cache), ..options };
+            let request = RerankRequest { model: None, query, texts };
+            let routed = router.rerank(&target, &request, &options).await?;
+            out.emit(&routed, || {
+                for ranked in &routed.value {
+                    let text = request.texts.get(ranked.index).map_or("", String::as_str);
+                    println!("{}\t{:.4}\t{text}", ranked.index, ranked.score);
+                }
+            })
+        }
+        BackendsCommand::Models { target, no_cache } => {
+            let options = CallOptions { cache: cache_choice(false, no_cache), ..options };
             let routed = router.models(&target, &options).await?;
             out.emit(&routed.value, || {
                 for model in &routed.value {
