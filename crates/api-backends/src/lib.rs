@@ -16,6 +16,7 @@ pub mod ollama;
 pub mod openai;
 pub mod ovms;
 pub mod router;
+pub mod s3;
 pub mod stats;
 pub mod tei;
 pub mod template;

@@ -39,28 +39,17 @@ impl S3 {
     /// AWS chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, web identity, instance
     /// metadata). Contacts nothing.
     pub fn from_config(location: &S3Url, remote: &RemoteConfig) -> Result<S3> {
-        let timeout = remote.timeout.value;
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(&location.bucket)
-            .with_region(&remote.s3_region.value)
-            .with_client_options(client_options(timeout))
-            .with_retry(RetryConfig {
-                max_retries: 2,
-                retry_timeout: timeout,
-                ..RetryConfig::default()
-            });
-        if let Some(endpoint) = &remote.s3_endpoint.value {
-            // A custom endpoint is an S3-compatible server: path-style, HTTP allowed if named.
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
-        }
-        let store = builder.build().map_err(|e| Error::Remote {
+        let endpoint = S3Endpoint {
+            bucket: location.bucket.clone(),
+            endpoint: remote.s3_endpoint.value.clone(),
+            region: remote.s3_region.value.clone(),
+            timeout: remote.timeout.value,
+        };
+        let store = endpoint.object_store().map_err(|e| Error::Remote {
             tier: format!("s3 at {location}"),
             reason: format!("configuration: {e}"),
         })?;
-        Ok(S3::new(Arc::new(store), location))
+        Ok(S3::new(store, location))
     }
 
     /// The tier over any object store (an in-memory one in tests), under `location`'s prefix.
@@ -90,29 +79,75 @@ impl S3 {
     }
 
     async fn upload(&self, key: &ObjectPath, data: &[u8]) -> Result<()> {
-        if data.len() <= MULTIPART_THRESHOLD {
-            let payload = PutPayload::from(bytes::Bytes::copy_from_slice(data));
-            self.store.put(key, payload).await.map_err(|e| self.error("put", e))?;
-            return Ok(());
-        }
-        let mut upload = self.store.put_multipart(key).await.map_err(|e| self.error("put", e))?;
-        for part in data.chunks(PART_SIZE) {
-            let payload = PutPayload::from(bytes::Bytes::copy_from_slice(part));
-            if let Err(e) = upload.put_part(payload).await {
-                // Abandoned parts cost storage until aborted; the error that matters is the put's.
-                let _ = upload.abort().await;
-                return Err(self.error("upload part", e));
-            }
-        }
-        upload.complete().await.map_err(|e| self.error("complete multipart upload", e))?;
-        Ok(())
+        upload(self.store.as_ref(), key, data).await.map_err(|e| self.error("put", e))
     }
 }
 
-fn client_options(timeout: Duration) -> ClientOptions {
-    ClientOptions::new()
-        .with_timeout(timeout)
-        .with_connect_timeout(timeout.min(Duration::from_secs(5)))
+/// How to reach an S3-compatible service — the one `object_store` client construction shared
+/// by this tier and the backends' S3 client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Endpoint {
+    /// The bucket.
+    pub bucket: String,
+    /// A custom endpoint (`AWS_ENDPOINT_URL`): an S3-compatible server, addressed path-style,
+    /// plain HTTP allowed when the URL says `http://`. AWS itself when `None`.
+    pub endpoint: Option<String>,
+    /// The region (`AWS_REGION`).
+    pub region: String,
+    /// Per-request timeout (connects give up after at most 5 s).
+    pub timeout: Duration,
+}
+
+impl S3Endpoint {
+    /// The client, with credentials from the standard AWS chain (`AWS_ACCESS_KEY_ID` /
+    /// `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, web identity, instance metadata) and two
+    /// retries within the timeout. Contacts nothing.
+    pub fn object_store(&self) -> std::result::Result<Arc<dyn ObjectStore>, object_store::Error> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&self.bucket)
+            .with_region(&self.region)
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout(self.timeout)
+                    .with_connect_timeout(self.timeout.min(Duration::from_secs(5))),
+            )
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: self.timeout,
+                ..RetryConfig::default()
+            });
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        Ok(Arc::new(builder.build()?))
+    }
+}
+
+/// Stores `data` at `key`: one PUT, or a multipart upload (5 MiB parts) above 8 MiB, aborted
+/// if a part fails so no orphaned parts are left to pay for.
+pub async fn upload(
+    store: &dyn ObjectStore,
+    key: &ObjectPath,
+    data: &[u8],
+) -> std::result::Result<(), object_store::Error> {
+    if data.len() <= MULTIPART_THRESHOLD {
+        store.put(key, PutPayload::from(bytes::Bytes::copy_from_slice(data))).await?;
+        return Ok(());
+    }
+    let mut upload = store.put_multipart(key).await?;
+    for part in data.chunks(PART_SIZE) {
+        let payload = PutPayload::from(bytes::Bytes::copy_from_slice(part));
+        if let Err(e) = upload.put_part(payload).await {
+            // The error that matters is the part's; the abort only frees storage.
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+    }
+    upload.complete().await?;
+    Ok(())
 }
 
 impl Blockstore for S3 {
