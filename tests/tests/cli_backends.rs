@@ -62,6 +62,32 @@ fn zero_config_chat_streaming_and_models_against_llama_cpp() {
     assert!(table.contains("cache hits") && table.contains("openai"), "{table}");
 }
 
+#[test]
+fn doctor_round_trips_every_configured_deployment() {
+    let env = Env::new();
+    let output =
+        with_openai(&env, &servers::llama_url()).args(["--json", "doctor"]).output().unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let openai =
+        body["checks"].as_array().unwrap().iter().find(|c| c["area"] == "backends").unwrap();
+    assert_eq!(
+        (openai["name"].clone(), openai["level"].clone()),
+        (json!("openai"), json!("ok")),
+        "{body}"
+    );
+    assert!(openai["detail"].as_str().unwrap().contains("models: smollm2"), "{openai}");
+    assert!(output.status.success(), "{body}");
+
+    let output =
+        with_openai(&env, "http://127.0.0.1:9/v1").args(["--json", "doctor"]).output().unwrap();
+    assert!(!output.status.success(), "a configured deployment that does not answer is a failure");
+    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let openai =
+        body["checks"].as_array().unwrap().iter().find(|c| c["area"] == "backends").unwrap();
+    assert_eq!(openai["level"], "fail");
+    assert!(openai["detail"].as_str().unwrap().contains("connection failed"), "{openai}");
+}
+
 /// A Text Embeddings Inference server's documented `/info` and `/rerank` answers.
 async fn fake_tei() -> String {
     use axum::routing::{get, post};

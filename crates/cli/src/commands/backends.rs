@@ -12,6 +12,7 @@ use ipfs_accelerate_common::config::Config;
 use ipfs_accelerate_common::secrets::{MasterKey, SecretStore};
 use ipfs_accelerate_common::store::Store;
 use ipfs_accelerate_common::Error;
+use ipfs_accelerate_install_depends::doctor::{Doctor, Level};
 use serde_json::json;
 
 use crate::cli::BackendsCommand;
@@ -49,6 +50,53 @@ async fn router(config: &Config) -> anyhow::Result<(Router, Cache)> {
     let cache = Cache::new(Store::open_config(config).await?, CacheConfig::default());
     let router = Router::new(backends, key_source(config)?)?.with_cache(cache.clone());
     Ok((router, cache))
+}
+
+/// `doctor`'s backends section: each configured deployment gets a real round trip (its model
+/// list, 5 s budget, never cached); one that cannot be used or does not answer is a failure.
+pub async fn doctor_checks(config: &Config, doctor: &mut Doctor) {
+    match config::load(config.section("backends"), |name| std::env::var(name).ok()) {
+        Err(e) => return doctor.push("backends", "config", Level::Fail, e.to_string()),
+        Ok(backends) if backends.deployments.is_empty() => {
+            let hint = "none configured (OPENAI_BASE_URL, OLLAMA_HOST, … or [backends])";
+            return doctor.push("backends", "deployments", Level::Info, hint);
+        }
+        Ok(_) => {}
+    }
+    let router = match router(config).await {
+        Ok((router, _)) => router,
+        Err(e) => return doctor.push("backends", "config", Level::Fail, format!("{e:#}")),
+    };
+    let status = router.status();
+    let options = CallOptions {
+        timeout: Some(std::time::Duration::from_secs(5)),
+        cache: Some(false),
+        ..CallOptions::default()
+    };
+    let (router, options) = (&router, &options);
+    let probes = status.iter().map(|d| async move {
+        if let Some(why) = &d.unusable {
+            return (d, Level::Fail, why.clone());
+        }
+        let started = std::time::Instant::now();
+        match router.models(&d.name, options).await {
+            Ok(routed) => {
+                let models: Vec<&str> = routed.value.iter().map(|m| m.id.as_str()).collect();
+                let ms = started.elapsed().as_millis();
+                let detail = format!(
+                    "{} {} answered in {ms} ms; models: {}",
+                    d.kind.name(),
+                    d.base_url,
+                    models.join(", ")
+                );
+                (d, Level::Ok, detail)
+            }
+            Err(e) => (d, Level::Fail, e.to_string()),
+        }
+    });
+    for (d, level, detail) in futures_util::future::join_all(probes).await {
+        doctor.push("backends", d.name.clone(), level, detail);
+    }
 }
 
 /// `--cache` / `--no-cache` as the router's per-call choice.

@@ -196,6 +196,7 @@ pub async fn doctor(config: &Config, refresh: bool, out: &Output) -> anyhow::Res
     doctor.dependencies(&deps::check(&context, &deps::features()).await);
     store_checks(config, &mut doctor).await;
     secrets_checks(config, &mut doctor);
+    super::backends::doctor_checks(config, &mut doctor).await;
 
     let failures: Vec<String> =
         doctor.failures().iter().map(|c| format!("{} {}: {}", c.area, c.name, c.detail)).collect();
