@@ -7,6 +7,9 @@
 //! - 4 KiB objects through the batch API (examples/blockbench): ≥ 66k puts/s, ≥ 117k gets/s
 //!
 //! Results are printed as a table and written to `target/bench/storage.json`.
+//!
+//! `cargo xtask bench backends`: the router's overhead against bare reqwest (see [`backends`]),
+//! written to `target/bench/backends.json`.
 
 use std::fs::File;
 use std::io::Write;
@@ -22,8 +25,70 @@ const RUNS: usize = 3;
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("storage") | None => storage(),
-        Some(other) => bail!("unknown benchmark {other:?}; available: storage"),
+        Some("backends") => backends(),
+        Some(other) => bail!("unknown benchmark {other:?}; available: storage, backends"),
     }
+}
+
+/// `cargo xtask bench backends`: the router's overhead against a bare `reqwest` call to the
+/// same local server, both at 2,000 requests/s for 20 s, in one run (the example
+/// `router_overhead` does the measuring). Target: p99 overhead < 0.5 ms.
+fn backends() -> anyhow::Result<()> {
+    const TARGET_P99_US: i64 = 500;
+    let root = crate::service::workspace_root()?;
+    eprintln!("bench: building the router_overhead example (release)");
+    cargo(
+        &root,
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "ipfs-accelerate-backends",
+            "--example",
+            "router_overhead",
+        ],
+    )?;
+    let output = Command::new(root.join("target/release/examples/router_overhead"))
+        .args(["--rate", "2000", "--seconds", "20"])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("router_overhead failed");
+    }
+    let figures: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let get = |path: &str| figures.pointer(path).and_then(serde_json::Value::as_i64).unwrap_or(-1);
+    println!(
+        "backends: {} req/s for {} s each; {} + {} requests, {} + {} failed",
+        get("/rate"),
+        get("/seconds"),
+        get("/requests/bare"),
+        get("/requests/router"),
+        get("/failures/bare"),
+        get("/failures/router")
+    );
+    println!("{:<34} {:>8} {:>8}", "latency (µs)", "p50", "p99");
+    println!("{:<34} {:>8} {:>8}", "bare reqwest", get("/bare_us/p50"), get("/bare_us/p99"));
+    println!("{:<34} {:>8} {:>8}", "router", get("/router_us/p50"), get("/router_us/p99"));
+    println!(
+        "{:<34} {:>8} {:>8}",
+        "router − bare",
+        get("/difference_us/p50"),
+        get("/difference_us/p99")
+    );
+    println!(
+        "{:<34} {:>8} {:>8}",
+        "router overhead metric",
+        get("/overhead_metric_us/p50"),
+        get("/overhead_metric_us/p99")
+    );
+    let p99 = get("/difference_us/p99");
+    let verdict = if p99 < TARGET_P99_US { "meets" } else { "MISSES" };
+    println!("p99 overhead {p99} µs {verdict} the target < {TARGET_P99_US} µs");
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("backends.json"), serde_json::to_vec_pretty(&figures)?)?;
+    Ok(())
 }
 
 struct Row {

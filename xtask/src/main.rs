@@ -4,6 +4,7 @@
 //!   then the whole test suite (nextest when installed, else `cargo test`) plus doc tests, with
 //!   the real local servers the tests need started before and stopped after.
 //! - `cargo xtask bench storage`: storage throughput against reference tools, same run.
+//! - `cargo xtask bench backends`: router overhead against a bare reqwest call, same run.
 //! - `cargo xtask storage-audit`: where the code touches the filesystem directly.
 //! - `cargo xtask serve`: start the test servers and print their variables, for running single
 //!   tests by hand.
@@ -49,6 +50,7 @@ tasks:
   test [--no-lint] [-- ARGS]   fmt --check, clippy -D warnings, and the whole test suite
                                (nextest if installed, else cargo test) with local servers
   bench storage                storage figures against dd and openssl on one 1 GiB file
+  bench backends               router overhead vs bare reqwest, 2,000 req/s for 20 s each
   serve                        start the loopback IPFS node and S3 server the tests use, print
                                their variables as `export` lines, run until interrupted
   storage-audit [--check] [--json] [--explain FILE] [--update-baseline]

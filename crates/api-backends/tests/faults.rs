@@ -30,6 +30,11 @@ async fn serve(
                 let mut buf = vec![0u8; 65536];
                 let _ = socket.read(&mut buf).await;
                 match script(n) {
+                    Some(reply) if reply == RESET => {
+                        // SO_LINGER 0: closing sends a TCP RST instead of a FIN.
+                        let _ = socket.set_zero_linger();
+                        drop(socket);
+                    }
                     Some(reply) => {
                         let _ = socket.write_all(reply.as_bytes()).await;
                         let _ = socket.shutdown().await;
@@ -41,6 +46,9 @@ async fn serve(
     });
     (url, count)
 }
+
+/// A script reply meaning: reset the connection after reading the request.
+const RESET: &str = "RESET";
 
 fn response(status: &str, headers: &str, body: &str) -> String {
     format!(
@@ -152,4 +160,20 @@ async fn a_stream_cut_mid_way_is_an_error_not_a_short_answer() {
         err.to_string().contains("ended before the server said the answer was complete"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_reset_connection_is_retried_and_then_reported_as_connect() {
+    let (url, count) =
+        serve(|n| Some(if n == 0 { RESET.to_string() } else { response("200 OK", "", OK) })).await;
+    let reset_once = router(&[("a", "chat", &url)], |_| {});
+    let routed = reset_once.chat("chat", &hi(), &CallOptions::default()).await.unwrap();
+    assert_eq!((routed.attempts, routed.value.content.as_str()), (2, "hello"));
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+
+    let (url, count) = serve(|_| Some(RESET.to_string())).await;
+    let always_reset = router(&[("a", "chat", &url)], |_| {});
+    let err = always_reset.chat("chat", &hi(), &CallOptions::default()).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert_eq!(count.load(Ordering::SeqCst), 3, "three attempts, then the typed error");
 }
