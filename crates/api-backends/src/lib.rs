@@ -5,7 +5,9 @@
 //! is a typed [`Error`] (never a fabricated answer); streamed answers are [`DeltaStream`]s that
 //! end in an error if the server stops before saying it is done.
 //!
-//! Everything this crate persists (response cache) goes through [`ipfs_accelerate_common`].
+//! Everything this crate persists (the response cache, accumulated figures) goes through
+//! [`ipfs_accelerate_common`]'s `Cache`; chat templates render Hugging Face's Jinja as
+//! transformers does ([`template`]); [`s3`] is the S3 client the storage tier shares.
 
 mod backend;
 pub mod cache;

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use ipfs_accelerate_common::cache::{Cache, CacheKey};
 use serde::Serialize;
 use tokio::sync::oneshot;
-
-use ipfs_accelerate_common::cache::{Cache, CacheKey};
 
 use crate::backend::{Backend, DeltaStream, Kind};
 use crate::cache;

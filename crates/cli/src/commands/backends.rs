@@ -110,10 +110,14 @@ fn cache_choice(cache: bool, no_cache: bool) -> Option<bool> {
 
 pub async fn run(command: BackendsCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
     let (router, cache) = router(config).await?;
+    // `list` and `stats` read the totals themselves and make no calls to count.
+    let calls = !matches!(command, BackendsCommand::List | BackendsCommand::Stats);
     let result = execute(command, &router, &cache, out).await;
     // Figures are kept even when the call failed: failures are what `stats` is for.
-    if let Err(e) = router.persist_stats(&cache).await {
-        tracing::warn!(error = %e, "backend figures not saved");
+    if calls {
+        if let Err(e) = router.persist_stats(&cache).await {
+            tracing::warn!(error = %e, "backend figures not saved");
+        }
     }
     result
 }
