@@ -22,6 +22,8 @@ use crate::types::{ChatRequest, ChatResponse, Delta, ModelInfo};
 #[derive(Debug)]
 pub struct Tgi {
     transport: Transport,
+    /// What answers are labelled with: `/generate` does not name the model.
+    model: Option<String>,
     template: Option<ChatTemplate>,
     messages_api: OpenAi,
 }
@@ -93,8 +95,8 @@ impl Tgi {
         model: Option<String>,
         template: Option<ChatTemplate>,
     ) -> Result<Tgi> {
-        let messages_api = OpenAi::new(transport.at("v1")?, model);
-        Ok(Tgi { transport, template, messages_api })
+        let messages_api = OpenAi::new(transport.at("v1")?, model.clone());
+        Ok(Tgi { transport, model, template, messages_api })
     }
 
     /// `/generate`'s body. TGI rejects a temperature of 0: deterministic requests are greedy
@@ -129,7 +131,7 @@ impl Tgi {
         let generated: Generated = self.transport.post_json("generate", &body, ctx).await?;
         let details = generated.details;
         Ok(ChatResponse {
-            model: String::new(),
+            model: self.model.clone().unwrap_or_default(),
             content: generated.generated_text,
             finish_reason: details.as_ref().map(finish_reason),
             tool_calls: None,
