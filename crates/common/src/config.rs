@@ -180,7 +180,7 @@ impl serde::Serialize for S3Url {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     config_file: Option<PathBuf>,
-    /// Sections owned by other crates (`[backends]`), as TOML text for them to parse.
+    /// Sections owned by other crates (`[backends]`, `[github]`), as TOML text for them to parse.
     sections: std::collections::BTreeMap<String, String>,
     data_dir: Setting<PathBuf>,
     storage: StorageConfig,
@@ -427,8 +427,10 @@ impl Config {
             text,
         )?;
 
-        let sections =
-            file.backends.map(|t| ("backends".to_string(), t.to_string())).into_iter().collect();
+        let sections = [("backends", file.backends), ("github", file.github)]
+            .into_iter()
+            .filter_map(|(name, table)| Some((name.to_string(), table?.to_string())))
+            .collect();
         Ok(Config {
             config_file,
             sections,
@@ -447,7 +449,7 @@ impl Config {
         self.config_file.as_deref()
     }
 
-    /// A config-file section another crate owns and validates (`backends`), as TOML text
+    /// A config-file section another crate owns and validates (`backends`, `github`), as TOML text
     /// (the section's body, without its header).
     pub fn section(&self, name: &str) -> Option<&str> {
         self.sections.get(name).map(String::as_str)
@@ -657,6 +659,9 @@ struct FileConfig {
     remote: FileRemote,
     /// Deployments, model groups and router settings, read by the backends crate.
     backends: Option<toml::Table>,
+    /// The GitHub layer's settings (API URL, repository, registry issue), read by its crate.
+    #[serde(default)]
+    github: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]

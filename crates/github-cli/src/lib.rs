@@ -1,17 +1,23 @@
-//! The GitHub layer of ipfs-accelerate: revalidating API cache, write pacer, credentials, peer registry and error aggregator.
+//! The GitHub layer of ipfs-accelerate: a REST client whose every GET goes through a
+//! revalidating cache in the shared store, one rate-limit cooldown, a write pacer that keeps
+//! content-creating calls under GitHub's secondary limits and never resends a write that may
+//! have landed, and named credentials in the encrypted secret store.
 //!
-//! Status: not built yet (issue 10); only the error type exists so later work follows the workspace conventions.
-//!
-//! Everything this crate persists goes through [`ipfs_accelerate_common`].
+//! Everything this crate persists goes through [`ipfs_accelerate_common`] (`Cache`,
+//! `SecretStore`).
 
-/// The one error type of this crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The storage layer failed.
-    #[error(transparent)]
-    Storage(#[from] ipfs_accelerate_common::Error),
-}
+pub mod auth;
+pub mod client;
+mod error;
+pub mod issues;
+pub mod pacer;
 
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+use std::future::Future;
+use std::pin::Pin;
+
+pub use auth::{Credentials, Lookup, Token, TokenSource};
+pub use client::{ClientConfig, Freshness, GitHub, Page, Source, Stats};
+pub use error::{Error, Result};
+
+/// A boxed future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
