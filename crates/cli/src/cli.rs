@@ -54,6 +54,9 @@ pub enum Command {
     /// configured by `[backends]` or, with no config, by OPENAI_BASE_URL, OLLAMA_HOST, ….
     #[command(subcommand)]
     Backends(BackendsCommand),
+    /// GitHub through a revalidating cache in the store: credentials, raw API reads, cache
+    /// figures. Configured by `[github]`, GITHUB_API_URL and GITHUB_REPOSITORY.
+    Github(GithubArgs),
     /// What hardware this machine has and what inference would run on, with the reason for
     /// every "not available". Cached per machine; `--refresh` probes again.
     Hardware {
@@ -416,4 +419,68 @@ pub enum BackendsCommand {
     /// Calls, failures, cache hits, client overhead (p50/p99) and the last error of each
     /// deployment, accumulated over every run that used this store.
     Stats,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GithubArgs {
+    /// Use this token (else: config github.token, the stored credential, GH_TOKEN,
+    /// GITHUB_TOKEN, `gh auth token`).
+    #[arg(long, global = true, env = "IPFS_ACCELERATE_GITHUB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub command: GithubCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GithubCommand {
+    /// Credentials: where a token is looked for, login, logout.
+    #[command(subcommand)]
+    Auth(GithubAuthCommand),
+    /// The API cache: figures, or empty it.
+    #[command(subcommand)]
+    Cache(GithubCacheCommand),
+    /// GET a REST path through the cache and print the JSON (source on stderr).
+    Api {
+        /// `/repos/OWNER/NAME/issues`, `/user`, …
+        path: String,
+        /// Follow `Link: rel="next"` and print all items as one array.
+        #[arg(long)]
+        paginate: bool,
+        /// Ask GitHub even if the cached answer is fresh (a 304 costs no quota).
+        #[arg(long)]
+        refresh: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GithubAuthCommand {
+    /// Every place a token is looked for, in order, what is there, and who the token in use
+    /// belongs to; the stored credentials with their scopes and expiry.
+    Status,
+    /// Store a token (read from stdin) as a named credential, after GitHub accepts it.
+    Login {
+        /// Read the token from stdin (required: tokens never go on the command line).
+        #[arg(long, required = true)]
+        with_token: bool,
+        /// The credential's name.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// When it expires (`90d`, `12h`), if it does.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// Remove a stored credential.
+    Logout {
+        /// The credential's name.
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GithubCacheCommand {
+    /// Hits, revalidations (304), misses, stale answers, quota spent, and the rate-limit window.
+    Stats,
+    /// Remove every cached GitHub answer.
+    Clear,
 }

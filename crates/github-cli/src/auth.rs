@@ -64,6 +64,11 @@ impl Token {
         Token { value, source }
     }
 
+    /// The token, to store it (never to print it).
+    pub fn secret(&self) -> &Secret {
+        &self.value
+    }
+
     /// The value, for the `Authorization` header only.
     pub(crate) fn expose(&self) -> &str {
         self.value.expose()

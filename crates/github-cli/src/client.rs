@@ -39,13 +39,31 @@ pub const NAMESPACE: &str = "github_api";
 const STATS_NAMESPACE: &str = "github_stats";
 const API_VERSION: &str = "2022-11-28";
 
-/// Settings of the client (`[github]` in the config file, `GITHUB_API_URL`).
+/// The `[github]` section of the config file:
+///
+/// ```toml
+/// [github]
+/// api_url = "https://ghe.example.com/api/v3"   # or GITHUB_API_URL; default api.github.com
+/// repository = "owner/name"                    # or GITHUB_REPOSITORY
+/// credential = "default"                       # which stored credential to use
+/// timeout = "30s"
+/// pacer = { per_minute = 80, per_hour = 500, queue = 256 }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// The REST API root (`https://api.github.com`, or GHE's `https://host/api/v3`).
     #[serde(default = "default_api_url")]
     pub api_url: String,
+    /// A token (prefer a stored credential: the config file is not encrypted).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The stored credential to use.
+    #[serde(default = "default_credential")]
+    pub credential: String,
+    /// The repository workers coordinate through.
+    #[serde(default)]
+    pub repository: Option<String>,
     /// Each request's deadline.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -63,6 +81,9 @@ pub struct ClientConfig {
 fn default_api_url() -> String {
     "https://api.github.com".into()
 }
+fn default_credential() -> String {
+    "default".into()
+}
 fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -77,11 +98,43 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             api_url: default_api_url(),
+            token: None,
+            credential: default_credential(),
+            repository: None,
             timeout: default_timeout(),
             pacer: PacerConfig::default(),
             write_attempts: default_write_attempts(),
             max_rate_limit_wait: default_max_wait(),
         }
+    }
+}
+
+impl ClientConfig {
+    /// The `[github]` section (TOML text) under the environment: `GITHUB_API_URL` and
+    /// `GITHUB_REPOSITORY` (what GitHub's own runners set) override the file.
+    pub fn load(
+        section: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ClientConfig> {
+        let mut config: ClientConfig = match section {
+            Some(text) => {
+                toml::from_str(text).map_err(|e| Error::Config(format!("[github]: {e}")))?
+            }
+            None => ClientConfig::default(),
+        };
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if let Some(url) = env("GITHUB_API_URL") {
+            config.api_url = url;
+        }
+        if let Some(repo) = env("GITHUB_REPOSITORY") {
+            config.repository = Some(repo);
+        }
+        if let Some(repo) = &config.repository {
+            crate::issues::check_repo(repo)?;
+        }
+        url::Url::parse(&config.api_url)
+            .map_err(|e| Error::Config(format!("api_url {:?}: {e}", config.api_url)))?;
+        Ok(config)
     }
 }
 
@@ -604,6 +657,32 @@ impl GitHub {
                 .map_err(|e| Error::Decode { path: relative, reason: e.to_string() });
         }
         Err(last.unwrap_or_else(|| Error::Config("no write attempts configured".into())))
+    }
+
+    /// Who the token belongs to and its OAuth scopes (`x-oauth-scopes`; fine-grained tokens
+    /// report none). Always asks GitHub.
+    pub async fn whoami(&self) -> Result<(String, Vec<String>)> {
+        let url = self.url("/user")?;
+        let response = self.send(self.http.get(url), &Method::GET, "/user").await?;
+        self.counters.quota_spent.fetch_add(1, Ordering::Relaxed);
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = self.body_text(response, "/user").await?;
+        if let Some(wait) = self.observe(status, &headers, &text) {
+            return Err(Error::RateLimited { reason: message_of(&text), retry_in: wait });
+        }
+        if !status.is_success() {
+            return Err(self.http_error(&Method::GET, "/user", status, &text));
+        }
+        let user: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Decode { path: "/user".into(), reason: e.to_string() })?;
+        let login = user["login"].as_str().unwrap_or_default().to_string();
+        let scopes = headers
+            .get("x-oauth-scopes")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        Ok((login, scopes))
     }
 
     /// This client's counters so far.

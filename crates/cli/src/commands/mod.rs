@@ -3,6 +3,7 @@
 mod backends;
 mod cache;
 mod config;
+mod github;
 mod hardware;
 mod secrets;
 mod storage;
@@ -31,6 +32,10 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Backends(command) => {
             let config = load_config(&cli.global)?;
             runtime()?.block_on(backends::run(command, &config, out))
+        }
+        Command::Github(args) => {
+            let config = load_config(&cli.global)?;
+            runtime()?.block_on(github::run(args, &config, out))
         }
         Command::Hardware { refresh } => {
             let config = load_config(&cli.global)?;

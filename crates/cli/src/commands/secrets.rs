@@ -111,7 +111,7 @@ fn open(config: &Config, create_key: bool) -> anyhow::Result<SecretStore> {
     Ok(SecretStore::open_config(config, create_key)?)
 }
 
-fn read_value(name: &str, from_stdin: bool) -> anyhow::Result<Secret> {
+pub(crate) fn read_value(name: &str, from_stdin: bool) -> anyhow::Result<Secret> {
     let mut value = if from_stdin {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text).context("reading the secret from stdin")?;

@@ -1,0 +1,200 @@
+//! `ipfs-accelerate github …`: credentials, raw API reads through the cache, cache figures.
+
+use anyhow::Context;
+use ipfs_accelerate_common::cache::{Cache, CacheConfig};
+use ipfs_accelerate_common::config::Config;
+use ipfs_accelerate_common::secrets::{MasterKey, SecretStore};
+use ipfs_accelerate_common::store::Store;
+use ipfs_accelerate_common::Error as StoreError;
+use ipfs_accelerate_github::client::{ClientConfig, Freshness, GitHub};
+use ipfs_accelerate_github::{Credentials, Lookup};
+use serde_json::json;
+
+use crate::cli::{GithubArgs, GithubAuthCommand, GithubCacheCommand, GithubCommand};
+use crate::output::Output;
+
+/// The secret store if a master key exists; a key or store that does not open is an error.
+fn secrets(config: &Config, create: bool) -> anyhow::Result<Option<SecretStore>> {
+    match MasterKey::resolve(config, create) {
+        Err(StoreError::NoMasterKey { .. }) => Ok(None),
+        Err(e) => Err(e).context("opening the secret store for GitHub credentials"),
+        Ok(key) => Ok(Some(
+            SecretStore::open(config.data_dir().value.join("secrets"), key)
+                .context("opening the secret store for GitHub credentials")?,
+        )),
+    }
+}
+
+pub async fn run(args: GithubArgs, config: &Config, out: &Output) -> anyhow::Result<()> {
+    let settings = ClientConfig::load(config.section("github"), |v| std::env::var(v).ok())?;
+    let store = secrets(config, false)?;
+    let env = |v: &str| std::env::var(v).ok();
+    let lookup = Lookup {
+        flag: args.token.clone(),
+        config: settings.token.clone(),
+        secrets: store.as_ref(),
+        credential: settings.credential.clone(),
+        env: &env,
+        gh: true,
+    };
+    let cache = Cache::new(Store::open_config(config).await?, CacheConfig::default());
+    match args.command {
+        GithubCommand::Auth(command) => auth(command, &settings, &lookup, config, cache, out).await,
+        GithubCommand::Cache(command) => {
+            let (token, _) = lookup.resolve().await?;
+            let github = GitHub::new(settings, token.as_ref(), cache.clone())?;
+            match command {
+                GithubCacheCommand::Stats => {
+                    let totals = github.persist_stats().await?;
+                    let entries =
+                        cache.stats(Some(ipfs_accelerate_github::client::NAMESPACE)).await?;
+                    let body = json!({ "totals": totals, "entries": entries });
+                    out.emit(&body, || {
+                        println!(
+                            "hits {}  revalidated (304) {}  misses {}  stale {}",
+                            totals.hits, totals.revalidated, totals.misses, totals.stale
+                        );
+                        println!("quota spent {}  writes {}", totals.quota_spent, totals.writes);
+                        if let (Some(remaining), Some(limit)) = (totals.remaining, totals.limit) {
+                            println!("rate limit: {remaining}/{limit} left (as last seen)");
+                        }
+                        println!("entries {}  ({} bytes)", entries.entries, entries.bytes);
+                    })
+                }
+                GithubCacheCommand::Clear => {
+                    let removed = github.clear_cache().await?;
+                    out.emit(&json!({ "removed": removed }), || {
+                        println!("removed {removed} cached answers")
+                    })
+                }
+            }
+        }
+        GithubCommand::Api { path, paginate, refresh } => {
+            let (token, _) = lookup.resolve().await?;
+            let github = GitHub::new(settings, token.as_ref(), cache)?;
+            let freshness = if refresh { Freshness::Revalidate } else { Freshness::Cached };
+            let result = if paginate {
+                github
+                    .get_all(&path, freshness)
+                    .await
+                    .map(|items| (serde_json::Value::Array(items), None))
+            } else {
+                github.get(&path, freshness).await.map(|page| (page.body, Some(page.source)))
+            };
+            if let Err(e) = github.persist_stats().await {
+                tracing::warn!(error = %e, "GitHub cache figures not saved");
+            }
+            let (body, source) = result?;
+            if let Some(source) = source {
+                eprintln!("{}", serde_json::to_string(&source)?.trim_matches('"'));
+            }
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            Ok(())
+        }
+    }
+}
+
+async fn auth(
+    command: GithubAuthCommand,
+    settings: &ClientConfig,
+    lookup: &Lookup<'_>,
+    config: &Config,
+    cache: Cache,
+    out: &Output,
+) -> anyhow::Result<()> {
+    match command {
+        GithubAuthCommand::Status => {
+            let (token, looked) = lookup.resolve().await?;
+            let stored = match lookup.secrets {
+                Some(store) => Credentials::new(store).list()?,
+                None => Vec::new(),
+            };
+            let user = match &token {
+                Some(token) => {
+                    let github = GitHub::new(settings.clone(), Some(token), cache)?;
+                    Some(github.whoami().await.map_err(|e| e.to_string()))
+                }
+                None => None,
+            };
+            let body = json!({
+                "api_url": settings.api_url,
+                "looked": looked,
+                "in_use": token.as_ref().map(|t| t.source.to_string()),
+                "user": user.as_ref().map(|u| match u {
+                    Ok((login, scopes)) => json!({ "login": login, "scopes": scopes }),
+                    Err(e) => json!({ "error": e }),
+                }),
+                "credentials": stored,
+            });
+            out.emit(&body, || {
+                println!("API: {}", settings.api_url);
+                for place in &looked {
+                    println!("  {:<40} {}", place.source.to_string(), place.found);
+                }
+                match (&token, &user) {
+                    (None, _) => println!("no token: requests are anonymous (60 an hour)"),
+                    (Some(t), Some(Ok((login, scopes)))) => println!(
+                        "logged in as {login} via {} (scopes: {})",
+                        t.source,
+                        if scopes.is_empty() {
+                            "none reported".to_string()
+                        } else {
+                            scopes.join(", ")
+                        }
+                    ),
+                    (Some(t), Some(Err(e))) => {
+                        println!("the token from {} does not work: {e}", t.source)
+                    }
+                    (Some(_), None) => {}
+                }
+                for c in &stored {
+                    let expiry = match (c.expires_at, c.expired) {
+                        (_, true) => "expired".to_string(),
+                        (Some(t), false) => format!("expires at {t} (unix)"),
+                        (None, false) => "no expiry".to_string(),
+                    };
+                    println!(
+                        "stored credential {:?}: scopes {}, {expiry}",
+                        c.name,
+                        if c.scopes.is_empty() { "-".to_string() } else { c.scopes.join(",") }
+                    );
+                }
+            })
+        }
+        GithubAuthCommand::Login { with_token: _, name, expires_in } => {
+            let token = super::secrets::read_value(&name, true)?;
+            let probe = ipfs_accelerate_github::Token::new(
+                token,
+                ipfs_accelerate_github::TokenSource::Flag,
+            );
+            let github = GitHub::new(settings.clone(), Some(&probe), cache)?;
+            let (login, scopes) =
+                github.whoami().await.context("GitHub did not accept the token")?;
+            let store = match secrets(config, true)? {
+                Some(store) => store,
+                None => anyhow::bail!("no secret store could be opened"),
+            };
+            let expires_at = expires_in.map(|d| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |n| n.as_secs());
+                (now + d.as_secs()) as i64
+            });
+            let token = probe.secret();
+            Credentials::new(&store).save(&name, token, scopes.clone(), expires_at)?;
+            out.emit(&json!({ "name": name, "login": login, "scopes": scopes, "expires_at": expires_at }), || {
+                println!("stored credential {name:?} for {login}")
+            })
+        }
+        GithubAuthCommand::Logout { name } => {
+            let removed = match lookup.secrets {
+                Some(store) => Credentials::new(store).remove(&name)?,
+                None => false,
+            };
+            if !removed {
+                anyhow::bail!("no stored credential named {name:?}");
+            }
+            out.emit(&json!({ "removed": name }), || println!("removed credential {name:?}"))
+        }
+    }
+}
