@@ -4,6 +4,7 @@
 // Test support reads the files the product wrote, on purpose.
 #![allow(clippy::disallowed_methods)]
 
+pub mod fake_github;
 pub mod kubo;
 pub mod servers;
 

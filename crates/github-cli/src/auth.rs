@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 /// Secret names of GitHub credentials start with this.
-const PREFIX: &str = "github/";
+const PREFIX: &str = "github.";
 /// `gh auth token` gets this long.
 const GH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -110,7 +110,7 @@ fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Named GitHub credentials in a [`SecretStore`] (secrets named `github/<name>`).
+/// Named GitHub credentials in a [`SecretStore`] (secrets named `github.<name>`).
 #[derive(Debug)]
 pub struct Credentials<'a> {
     store: &'a SecretStore,
@@ -123,7 +123,8 @@ impl<'a> Credentials<'a> {
     }
 
     fn check_name(name: &str) -> Result<()> {
-        if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if name.is_empty() || name.len() > 100 || !name.chars().all(allowed) {
             return Err(Error::Config(format!(
                 "credential name {name:?}: use letters, digits, '-', '_' or '.'"
             )));
