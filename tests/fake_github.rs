@@ -72,6 +72,10 @@ pub struct Fake {
     pub quota_used: u64,
     /// Faults for the next writes, in order.
     pub faults: VecDeque<Fault>,
+    /// Logins with push access (`/collaborators?permission=push`).
+    pub collaborators: Vec<String>,
+    /// Answer `/collaborators` with 403 (a token without push access may not list them).
+    pub collaborators_forbidden: bool,
     next_id: u64,
 }
 
@@ -296,6 +300,22 @@ impl FakeGitHub {
                     }
                     s.lock().unwrap().comments.retain(|c| c.id != id);
                     StatusCode::NO_CONTENT.into_response()
+                }),
+            )
+            .route(
+                "/repos/{owner}/{repo}/collaborators",
+                get(|State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap| async move {
+                    record(&s, &method, &uri, &Bytes::new());
+                    let (forbidden, logins) = {
+                        let fake = s.lock().unwrap();
+                        (fake.collaborators_forbidden, fake.collaborators.clone())
+                    };
+                    if forbidden {
+                        let body = json!({"message": "Must have push access to view repository collaborators.", "documentation_url": "https://docs.github.com/rest/collaborators/collaborators#list-repository-collaborators"});
+                        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+                    }
+                    let users: Vec<Value> = logins.iter().map(|l| json!({"login": l, "id": 1, "type": "User", "permissions": {"admin": false, "maintain": false, "push": true, "triage": true, "pull": true}, "role_name": "write"})).collect();
+                    answer(&s, &headers, StatusCode::OK, Value::Array(users), None)
                 }),
             )
             .route(

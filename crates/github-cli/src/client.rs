@@ -48,6 +48,13 @@ const API_VERSION: &str = "2022-11-28";
 /// credential = "default"                       # which stored credential to use
 /// timeout = "30s"
 /// pacer = { per_minute = 80, per_hour = 500, queue = 256 }
+/// peers = ["/dns4/seed.example/tcp/4001/p2p/12D3KooW…"]
+///
+/// [github.registry]
+/// title = "ipfs-accelerate peer registry"       # or issue = 12
+/// ttl = "30m"
+/// allow_authors = []                           # empty: collaborators with push access
+/// publish_public_addresses = false
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +83,12 @@ pub struct ClientConfig {
     /// The longest a call waits out a rate limit before failing with it.
     #[serde(default = "default_max_wait", with = "humantime_serde")]
     pub max_rate_limit_wait: Duration,
+    /// The peer registry.
+    #[serde(default)]
+    pub registry: crate::registry::RegistryConfig,
+    /// Static bootstrap peers (multiaddrs), besides the registry and `IPFS_ACCELERATE_PEERS`.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
 
 fn default_api_url() -> String {
@@ -105,6 +118,8 @@ impl Default for ClientConfig {
             pacer: PacerConfig::default(),
             write_attempts: default_write_attempts(),
             max_rate_limit_wait: default_max_wait(),
+            registry: crate::registry::RegistryConfig::default(),
+            peers: Vec::new(),
         }
     }
 }
@@ -139,7 +154,7 @@ impl ClientConfig {
 }
 
 /// Durations as `"30s"` in TOML.
-mod humantime_serde {
+pub(crate) mod humantime_serde {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

@@ -1,7 +1,8 @@
 //! The GitHub layer of ipfs-accelerate: a REST client whose every GET goes through a
 //! revalidating cache in the shared store, one rate-limit cooldown, a write pacer that keeps
 //! content-creating calls under GitHub's secondary limits and never resends a write that may
-//! have landed, and named credentials in the encrypted secret store.
+//! have landed, named credentials in the encrypted secret store, and the peer registry
+//! (signed records in one issue per repository).
 //!
 //! Everything this crate persists goes through [`ipfs_accelerate_common`] (`Cache`,
 //! `SecretStore`).
@@ -9,8 +10,10 @@
 pub mod auth;
 pub mod client;
 mod error;
+pub mod identity;
 pub mod issues;
 pub mod pacer;
+pub mod registry;
 
 use std::future::Future;
 use std::pin::Pin;
