@@ -439,6 +439,14 @@ pub enum GithubCommand {
     /// The API cache: figures, or empty it.
     #[command(subcommand)]
     Cache(GithubCacheCommand),
+    /// The peer registry: workers announce themselves in one issue, signed.
+    Peers {
+        /// The repository (default: [github] repository, GITHUB_REPOSITORY).
+        #[arg(long, global = true)]
+        repo: Option<String>,
+        #[command(subcommand)]
+        command: GithubPeersCommand,
+    },
     /// GET a REST path through the cache and print the JSON (source on stderr).
     Api {
         /// `/repos/OWNER/NAME/issues`, `/user`, …
@@ -483,4 +491,27 @@ pub enum GithubCacheCommand {
     Stats,
     /// Remove every cached GitHub answer.
     Clear,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GithubPeersCommand {
+    /// Publish (or refresh) this worker's signed record — one comment per worker.
+    Announce {
+        /// A multiaddr it listens on (repeatable). Public IPs are withheld unless
+        /// [github.registry] publish_public_addresses = true.
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+        /// A capability it offers (repeatable).
+        #[arg(long = "capability")]
+        capabilities: Vec<String>,
+    },
+    /// Peers with valid, fresh records from allowed authors, freshest first; skipped comments
+    /// are named with the reason.
+    List {
+        /// Also merge IPFS_ACCELERATE_PEERS and configured peers, naming each address's source.
+        #[arg(long)]
+        bootstrap: bool,
+    },
+    /// Delete this account's stale, unreadable or duplicate registry comments.
+    Prune,
 }

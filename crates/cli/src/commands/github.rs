@@ -7,10 +7,14 @@ use ipfs_accelerate_common::secrets::{MasterKey, SecretStore};
 use ipfs_accelerate_common::store::Store;
 use ipfs_accelerate_common::Error as StoreError;
 use ipfs_accelerate_github::client::{ClientConfig, Freshness, GitHub};
+use ipfs_accelerate_github::identity::Identity;
+use ipfs_accelerate_github::registry::{self, Registry};
 use ipfs_accelerate_github::{Credentials, Lookup};
 use serde_json::json;
 
-use crate::cli::{GithubArgs, GithubAuthCommand, GithubCacheCommand, GithubCommand};
+use crate::cli::{
+    GithubArgs, GithubAuthCommand, GithubCacheCommand, GithubCommand, GithubPeersCommand,
+};
 use crate::output::Output;
 
 /// The secret store if a master key exists; a key or store that does not open is an error.
@@ -68,6 +72,19 @@ pub async fn run(args: GithubArgs, config: &Config, out: &Output) -> anyhow::Res
                     })
                 }
             }
+        }
+        GithubCommand::Peers { repo, command } => {
+            let repo = repo.or_else(|| settings.repository.clone()).context(
+                "no repository: pass --repo, set GITHUB_REPOSITORY or [github] repository",
+            )?;
+            let (token, _) = lookup.resolve().await?;
+            let github = GitHub::new(settings.clone(), token.as_ref(), cache)?;
+            let registry = Registry::new(&github, &repo, settings.registry.clone())?;
+            let result = peers(command, &registry, &settings, config, store.as_ref(), out).await;
+            if let Err(e) = github.persist_stats().await {
+                tracing::warn!(error = %e, "GitHub cache figures not saved");
+            }
+            result
         }
         GithubCommand::Api { path, paginate, refresh } => {
             let (token, _) = lookup.resolve().await?;
@@ -195,6 +212,78 @@ async fn auth(
                 anyhow::bail!("no stored credential named {name:?}");
             }
             out.emit(&json!({ "removed": name }), || println!("removed credential {name:?}"))
+        }
+    }
+}
+
+async fn peers(
+    command: GithubPeersCommand,
+    registry: &Registry<'_>,
+    settings: &ClientConfig,
+    config: &Config,
+    store: Option<&SecretStore>,
+    out: &Output,
+) -> anyhow::Result<()> {
+    match command {
+        GithubPeersCommand::Announce { addresses, capabilities } => {
+            // The worker's key lives in the secret store; the first announcement creates both.
+            let created;
+            let store = match store {
+                Some(store) => store,
+                None => {
+                    created = secrets(config, true)?.context("no secret store could be opened")?;
+                    &created
+                }
+            };
+            let identity = Identity::load_or_create(store)?;
+            let announced = registry.announce(&identity, &addresses, &capabilities).await?;
+            for address in &announced.withheld {
+                eprintln!("warning: withheld public address {address} (set [github.registry] publish_public_addresses = true to publish it)");
+            }
+            out.emit(&announced, || {
+                let verb = if announced.created { "announced" } else { "refreshed" };
+                println!(
+                    "{verb} {} in issue #{} (comment {})",
+                    announced.record.peer_id, announced.issue, announced.comment_id
+                )
+            })
+        }
+        GithubPeersCommand::List { bootstrap } => {
+            let discovery = registry.discover().await?;
+            for skip in &discovery.skipped {
+                eprintln!(
+                    "warning: skipped comment {} by {}: {}",
+                    skip.comment_id, skip.author, skip.reason
+                );
+            }
+            if bootstrap {
+                let env_peers = std::env::var("IPFS_ACCELERATE_PEERS").ok();
+                let merged =
+                    registry::bootstrap(&discovery.peers, env_peers.as_deref(), &settings.peers);
+                return out.emit(&merged, || {
+                    for b in &merged {
+                        println!("{}\t{}", b.address, b.source);
+                    }
+                });
+            }
+            out.emit(&discovery, || {
+                for p in &discovery.peers {
+                    println!(
+                        "{}\t{} s ago\t{}\t{}\t(by {})",
+                        p.record.peer_id,
+                        p.age_secs,
+                        p.record.addresses.join(","),
+                        p.record.capabilities.join(","),
+                        p.author
+                    );
+                }
+            })
+        }
+        GithubPeersCommand::Prune => {
+            let removed = registry.prune().await?;
+            out.emit(&json!({ "removed": removed }), || {
+                println!("removed {} comment(s)", removed.len())
+            })
         }
     }
 }
