@@ -55,6 +55,11 @@ const API_VERSION: &str = "2022-11-28";
 /// ttl = "30m"
 /// allow_authors = []                           # empty: collaborators with push access
 /// publish_public_addresses = false
+///
+/// [github.errors]
+/// threshold = 3                                # occurrences before an issue is filed
+/// closed_within = "14d"                        # a closed issue this recent is reused
+/// label = "ipfs-accelerate-error"
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +94,9 @@ pub struct ClientConfig {
     /// Static bootstrap peers (multiaddrs), besides the registry and `IPFS_ACCELERATE_PEERS`.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// The error aggregator.
+    #[serde(default)]
+    pub errors: crate::errors::ErrorsConfig,
 }
 
 fn default_api_url() -> String {
@@ -120,6 +128,7 @@ impl Default for ClientConfig {
             max_rate_limit_wait: default_max_wait(),
             registry: crate::registry::RegistryConfig::default(),
             peers: Vec::new(),
+            errors: crate::errors::ErrorsConfig::default(),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! revalidating cache in the shared store, one rate-limit cooldown, a write pacer that keeps
 //! content-creating calls under GitHub's secondary limits and never resends a write that may
 //! have landed, named credentials in the encrypted secret store, and the peer registry
-//! (signed records in one issue per repository).
+//! (signed records in one issue per repository), and the error aggregator (redacted,
+//! fingerprinted, counted in the store, filed once per fingerprint).
 //!
 //! Everything this crate persists goes through [`ipfs_accelerate_common`] (`Cache`,
 //! `SecretStore`).
@@ -10,6 +11,7 @@
 pub mod auth;
 pub mod client;
 mod error;
+pub mod errors;
 pub mod identity;
 pub mod issues;
 pub mod pacer;
