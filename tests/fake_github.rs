@@ -1,6 +1,6 @@
 //! GitHub's documented REST behaviour, served on loopback for tests (GitHub itself cannot be
 //! reached here): issues and comments (create, update, delete, list with `Link` pagination),
-//! `/user` with `x-oauth-scopes`, strong `ETag`s and `304 Not Modified` that cost no quota,
+//! `/user` with `x-oauth-scopes`, issue search by phrase, collaborators, strong `ETag`s and `304 Not Modified` that cost no quota,
 //! `x-ratelimit-*` headers on every answer, and scripted faults — a secondary-limit `403` with
 //! `retry-after`, and a POST that is performed but answered too late. Every request is
 //! recorded (method, path, body) so tests can assert on what reached "GitHub".
@@ -76,6 +76,10 @@ pub struct Fake {
     pub collaborators: Vec<String>,
     /// Answer `/collaborators` with 403 (a token without push access may not list them).
     pub collaborators_forbidden: bool,
+    /// Search finds nothing (its index lags behind writes).
+    pub search_lags: bool,
+    /// When closed issues were closed (RFC 3339), by number.
+    pub closed_at: std::collections::BTreeMap<u64, String>,
     next_id: u64,
 }
 
@@ -128,7 +132,7 @@ fn comment_json(c: &StoredComment, base: &str) -> Value {
     })
 }
 
-fn issue_json(i: &(u64, String, String, String, Vec<String>)) -> Value {
+fn issue_json(i: &(u64, String, String, String, Vec<String>), closed_at: Option<&String>) -> Value {
     json!({
         "id": 500 + i.0,
         "number": i.0,
@@ -137,7 +141,7 @@ fn issue_json(i: &(u64, String, String, String, Vec<String>)) -> Value {
         "state": i.3,
         "labels": i.4.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
         "user": { "login": LOGIN },
-        "closed_at": if i.3 == "closed" { json!("2026-11-20T10:00:00Z") } else { Value::Null },
+        "closed_at": if i.3 == "closed" { json!(closed_at.cloned().unwrap_or_else(|| "2020-01-01T00:00:00Z".into())) } else { Value::Null },
     })
 }
 
@@ -303,6 +307,26 @@ impl FakeGitHub {
                 }),
             )
             .route(
+                "/search/issues",
+                get(|State(s): State<Shared>, Query(q): Query<std::collections::HashMap<String, String>>, method: Method, uri: Uri, headers: HeaderMap| async move {
+                    record(&s, &method, &uri, &Bytes::new());
+                    // The phrase in quotes, matched against bodies — the part of GitHub's search
+                    // the client relies on. `searchable` = false models the index lagging.
+                    let query = q.get("q").cloned().unwrap_or_default();
+                    let phrase = query.split('"').nth(1).unwrap_or_default().to_string();
+                    let items: Vec<Value> = {
+                        let fake = s.lock().unwrap();
+                        if fake.search_lags {
+                            Vec::new()
+                        } else {
+                            fake.issues.iter().filter(|i| !phrase.is_empty() && i.2.contains(&phrase)).map(|i| issue_json(i, fake.closed_at.get(&i.0))).collect()
+                        }
+                    };
+                    let body = json!({"total_count": items.len(), "incomplete_results": false, "items": items});
+                    answer(&s, &headers, StatusCode::OK, body, None)
+                }),
+            )
+            .route(
                 "/repos/{owner}/{repo}/collaborators",
                 get(|State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap| async move {
                     record(&s, &method, &uri, &Bytes::new());
@@ -323,9 +347,15 @@ impl FakeGitHub {
                 get(|State(s): State<Shared>, Query(q): Query<std::collections::HashMap<String, String>>, method: Method, uri: Uri, headers: HeaderMap| async move {
                     record(&s, &method, &uri, &Bytes::new());
                     let state_filter = q.get("state").cloned().unwrap_or_else(|| "open".into());
+                    let labels: Vec<String> = q.get("labels").map(|l| l.split(',').map(str::to_string).collect()).unwrap_or_default();
                     let mut issues: Vec<Value> = {
                         let fake = s.lock().unwrap();
-                        fake.issues.iter().filter(|i| state_filter == "all" || i.3 == state_filter).map(issue_json).collect()
+                        fake.issues
+                            .iter()
+                            .filter(|i| state_filter == "all" || i.3 == state_filter)
+                            .filter(|i| labels.iter().all(|l| i.4.contains(l)))
+                            .map(|i| issue_json(i, fake.closed_at.get(&i.0)))
+                            .collect()
                     };
                     issues.reverse(); // newest first
                     answer(&s, &headers, StatusCode::OK, Value::Array(issues), None)
@@ -346,7 +376,7 @@ impl FakeGitHub {
                         let labels = request["labels"].as_array().map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
                         let issue = (number, request["title"].as_str().unwrap_or_default().to_string(), request["body"].as_str().unwrap_or_default().to_string(), "open".to_string(), labels);
                         fake.issues.push(issue.clone());
-                        issue_json(&issue)
+                        issue_json(&issue, None)
                     };
                     if let Some(Fault::SlowAnswer(delay)) = fault {
                         tokio::time::sleep(delay).await;

@@ -447,6 +447,15 @@ pub enum GithubCommand {
         #[command(subcommand)]
         command: GithubPeersCommand,
     },
+    /// The error aggregator: count errors locally (redacted), file one issue per fingerprint
+    /// once it crosses the threshold.
+    Errors {
+        /// The repository (default: [github] repository, GITHUB_REPOSITORY).
+        #[arg(long, global = true)]
+        repo: Option<String>,
+        #[command(subcommand)]
+        command: GithubErrorsCommand,
+    },
     /// GET a REST path through the cache and print the JSON (source on stderr).
     Api {
         /// `/repos/OWNER/NAME/issues`, `/user`, …
@@ -514,4 +523,18 @@ pub enum GithubPeersCommand {
     },
     /// Delete this account's stale, unreadable or duplicate registry comments.
     Prune,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GithubErrorsCommand {
+    /// Count one error — JSON `{"kind","message","frames","context"}` or a traceback as text —
+    /// from a file or `-` (stdin); files what crossed its threshold.
+    Report {
+        /// The file, or `-`.
+        path: std::path::PathBuf,
+    },
+    /// File every fingerprint over its threshold with occurrences not yet reported.
+    Flush,
+    /// The counted fingerprints, most frequent first.
+    Ls,
 }

@@ -7,13 +7,15 @@ use ipfs_accelerate_common::secrets::{MasterKey, SecretStore};
 use ipfs_accelerate_common::store::Store;
 use ipfs_accelerate_common::Error as StoreError;
 use ipfs_accelerate_github::client::{ClientConfig, Freshness, GitHub};
+use ipfs_accelerate_github::errors::{Aggregator, ErrorReport, Redactor};
 use ipfs_accelerate_github::identity::Identity;
 use ipfs_accelerate_github::registry::{self, Registry};
 use ipfs_accelerate_github::{Credentials, Lookup};
 use serde_json::json;
 
 use crate::cli::{
-    GithubArgs, GithubAuthCommand, GithubCacheCommand, GithubCommand, GithubPeersCommand,
+    GithubArgs, GithubAuthCommand, GithubCacheCommand, GithubCommand, GithubErrorsCommand,
+    GithubPeersCommand,
 };
 use crate::output::Output;
 
@@ -81,6 +83,18 @@ pub async fn run(args: GithubArgs, config: &Config, out: &Output) -> anyhow::Res
             let github = GitHub::new(settings.clone(), token.as_ref(), cache)?;
             let registry = Registry::new(&github, &repo, settings.registry.clone())?;
             let result = peers(command, &registry, &settings, config, store.as_ref(), out).await;
+            if let Err(e) = github.persist_stats().await {
+                tracing::warn!(error = %e, "GitHub cache figures not saved");
+            }
+            result
+        }
+        GithubCommand::Errors { repo, command } => {
+            let repo = repo.or_else(|| settings.repository.clone());
+            let (token, _) = lookup.resolve().await?;
+            let redactor = redactor(store.as_ref(), token.as_ref())?;
+            let aggregator = Aggregator::new(cache.clone(), redactor, settings.errors.clone());
+            let github = GitHub::new(settings.clone(), token.as_ref(), cache)?;
+            let result = errors(command, &aggregator, &github, repo.as_deref(), out).await;
             if let Err(e) = github.persist_stats().await {
                 tracing::warn!(error = %e, "GitHub cache figures not saved");
             }
@@ -283,6 +297,102 @@ async fn peers(
             let removed = registry.prune().await?;
             out.emit(&json!({ "removed": removed }), || {
                 println!("removed {} comment(s)", removed.len())
+            })
+        }
+    }
+}
+
+/// Everything an error report must not carry: every value in the secret store, the token in
+/// use, this user's home directory (plus the built-in token, path and address patterns).
+fn redactor(
+    store: Option<&SecretStore>,
+    token: Option<&ipfs_accelerate_github::Token>,
+) -> anyhow::Result<Redactor> {
+    let mut secrets = Vec::new();
+    if let Some(store) = store {
+        for info in store.list()? {
+            if let Some(secret) = store.get(&info.name)? {
+                secrets.push(secret.expose().to_string());
+            }
+        }
+    }
+    if let Some(token) = token {
+        secrets.push(token.secret().expose().to_string());
+    }
+    Ok(Redactor::new(secrets, std::env::var("HOME").ok()))
+}
+
+/// Files what crossed its threshold, or says why nothing can be filed.
+async fn file(
+    aggregator: &Aggregator,
+    github: &GitHub,
+    repo: Option<&str>,
+) -> anyhow::Result<Vec<ipfs_accelerate_github::errors::Filed>> {
+    match repo {
+        Some(repo) => Ok(aggregator.flush(github, repo).await?),
+        None => {
+            eprintln!("warning: no repository (--repo, GITHUB_REPOSITORY, [github] repository): counted locally only");
+            Ok(Vec::new())
+        }
+    }
+}
+
+async fn errors(
+    command: GithubErrorsCommand,
+    aggregator: &Aggregator,
+    github: &GitHub,
+    repo: Option<&str>,
+    out: &Output,
+) -> anyhow::Result<()> {
+    match command {
+        GithubErrorsCommand::Report { path } => {
+            let text = if path.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .context("reading the report from stdin")?;
+                text
+            } else {
+                // The user's report file: read once, never kept as is (only redacted).
+                #[allow(clippy::disallowed_methods)]
+                // storage-audit: allow(reads the user's error report; only its redacted form is stored)
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                text
+            };
+            let report = ErrorReport::parse(&text)?;
+            let entry = aggregator.capture(&report).await?;
+            let filed = file(aggregator, github, repo).await?;
+            out.emit(&json!({ "entry": entry, "filed": filed }), || {
+                println!("{}: seen {} time(s)", entry.fingerprint, entry.count);
+                for f in &filed {
+                    println!(
+                        "{} issue #{} for {} ({} in all)",
+                        f.action, f.issue, f.fingerprint, f.count
+                    );
+                }
+            })
+        }
+        GithubErrorsCommand::Flush => {
+            let filed = file(aggregator, github, repo).await?;
+            out.emit(&filed, || {
+                for f in &filed {
+                    println!(
+                        "{} issue #{} for {} ({} in all)",
+                        f.action, f.issue, f.fingerprint, f.count
+                    );
+                }
+            })
+        }
+        GithubErrorsCommand::Ls => {
+            let entries = aggregator.entries().await?;
+            out.emit(&entries, || {
+                for e in &entries {
+                    let issue = e.issue.map_or("-".to_string(), |n| format!("#{n}"));
+                    println!(
+                        "{}\t{}\t{}\t{}: {}",
+                        e.fingerprint, e.count, issue, e.report.kind, e.report.message
+                    );
+                }
             })
         }
     }
