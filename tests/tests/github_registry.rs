@@ -202,6 +202,21 @@ async fn without_collaborator_access_authors_are_judged_by_association() {
     assert_eq!(found.skipped[0].author, "bob");
 }
 
+#[tokio::test]
+async fn a_heartbeat_refreshes_the_one_comment() {
+    let fake = FakeGitHub::start().await;
+    fake.fake().collaborators = vec![LOGIN.into()];
+    let dir = tempfile::tempdir().unwrap();
+    let github = client(&fake, dir.path()).await;
+    let registry = Registry::new(&github, REPO, RegistryConfig::default()).unwrap();
+    let me = Identity::from_seed([9; 32]);
+    let beats = registry.heartbeat(&me, &[], &[], std::time::Duration::from_secs(1));
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(2500), beats).await;
+    let state = fake.fake();
+    assert_eq!(state.comments.len(), 1);
+    assert_eq!(state.comments[0].version, 2, "created, then updated on each later beat");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_announces_lists_and_merges_bootstrap_peers() {
     let env = Env::new();

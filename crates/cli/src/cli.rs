@@ -513,6 +513,9 @@ pub enum GithubPeersCommand {
         /// A capability it offers (repeatable).
         #[arg(long = "capability")]
         capabilities: Vec<String>,
+        /// Keep refreshing the record at this interval (`5m`) until interrupted.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        every: Option<std::time::Duration>,
     },
     /// Peers with valid, fresh records from allowed authors, freshest first; skipped comments
     /// are named with the reason.

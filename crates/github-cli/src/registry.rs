@@ -375,6 +375,32 @@ impl<'a> Registry<'a> {
         Ok(Announced { issue, comment_id, created, record, withheld })
     }
 
+    /// Announces now and then every `every`, until the future is dropped. A failed beat is
+    /// logged and the next one tries again (the registry must outlive GitHub hiccups); writes
+    /// still go through the pacer, so beats never outrun its limits.
+    pub async fn heartbeat(
+        &self,
+        identity: &Identity,
+        addresses: &[String],
+        capabilities: &[String],
+        every: Duration,
+    ) -> Result<()> {
+        if every < Duration::from_secs(1) {
+            return Err(Error::Config(
+                "a heartbeat interval under one second floods the registry".into(),
+            ));
+        }
+        loop {
+            match self.announce(identity, addresses, capabilities).await {
+                Ok(announced) => {
+                    tracing::info!(comment = announced.comment_id, "peer record refreshed")
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying next beat"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     /// Deletes this account's registry comments that are stale, unreadable, or duplicates of
     /// a fresher one for the same peer; others' comments are left alone. Returns the ids.
     pub async fn prune(&self) -> Result<Vec<u64>> {

@@ -239,7 +239,7 @@ async fn peers(
     out: &Output,
 ) -> anyhow::Result<()> {
     match command {
-        GithubPeersCommand::Announce { addresses, capabilities } => {
+        GithubPeersCommand::Announce { addresses, capabilities, every } => {
             // The worker's key lives in the secret store; the first announcement creates both.
             let created;
             let store = match store {
@@ -250,6 +250,14 @@ async fn peers(
                 }
             };
             let identity = Identity::load_or_create(store)?;
+            if let Some(every) = every {
+                eprintln!(
+                    "announcing {} every {}; Ctrl-C stops",
+                    identity.peer_id(),
+                    humantime::format_duration(every)
+                );
+                return Ok(registry.heartbeat(&identity, &addresses, &capabilities, every).await?);
+            }
             let announced = registry.announce(&identity, &addresses, &capabilities).await?;
             for address in &announced.withheld {
                 eprintln!("warning: withheld public address {address} (set [github.registry] publish_public_addresses = true to publish it)");
