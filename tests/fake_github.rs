@@ -78,6 +78,8 @@ pub struct Fake {
     pub collaborators_forbidden: bool,
     /// Search finds nothing (its index lags behind writes).
     pub search_lags: bool,
+    /// The primary rate limit is spent: every answer is a 403 with `x-ratelimit-remaining: 0`.
+    pub exhausted: bool,
     /// When closed issues were closed (RFC 3339), by number.
     pub closed_at: std::collections::BTreeMap<u64, String>,
     next_id: u64,
@@ -158,6 +160,18 @@ fn answer(
     body: Value,
     link: Option<String>,
 ) -> Response {
+    if state.lock().unwrap().exhausted {
+        let body = json!({"message": "API rate limit exceeded for user ID 7.", "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"});
+        let mut response = (StatusCode::FORBIDDEN, Json(body)).into_response();
+        let h = response.headers_mut();
+        h.insert("x-ratelimit-limit", HeaderValue::from(LIMIT));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(0u64));
+        let reset =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+                + 60;
+        h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        return response;
+    }
     let text = body.to_string();
     let etag = format!("\"{:016x}\"", fxhash(&text));
     let mut fake = state.lock().unwrap();

@@ -277,3 +277,27 @@ async fn the_cli_logs_in_reads_through_the_cache_and_reports_figures() {
         String::from_utf8_lossy(&again.stderr).contains("no stored credential named \"default\"")
     );
 }
+
+#[tokio::test]
+async fn under_a_spent_rate_limit_cached_answers_are_served_stale_and_others_fail_typed() {
+    let fake = FakeGitHub::start().await;
+    fake.fake().seed_comment(4, "alice", "OWNER", "cached");
+    let dir = tempfile::tempdir().unwrap();
+    let config = ClientConfig { max_rate_limit_wait: Duration::from_secs(1), ..config(&fake) };
+    let github = GitHub::new(config, Some(&token()), cache(dir.path()).await).unwrap();
+    let path = "/repos/o/r/issues/4/comments";
+    github.get(path, Freshness::Cached).await.unwrap();
+
+    fake.fake().exhausted = true;
+    let stale = github.get(path, Freshness::Revalidate).await.unwrap();
+    assert_eq!((stale.source, stale.body[0]["body"].clone()), (Source::Stale, "cached".into()));
+    let err = github.get("/repos/o/r/issues/5/comments", Freshness::Cached).await.unwrap_err();
+    match err {
+        Error::RateLimited { retry_in, .. } => {
+            assert!(retry_in > Duration::from_secs(30), "{retry_in:?}")
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(github.stats().stale, 1);
+    assert_eq!(github.stats().remaining, Some(0));
+}

@@ -138,19 +138,25 @@ pub struct BackendsConfig {
     #[serde(default = "defaults::attempts")]
     pub attempts: u32,
     /// Shortest backoff between attempts.
-    #[serde(default = "defaults::backoff", with = "humantime_serde_compat")]
+    #[serde(default = "defaults::backoff", with = "ipfs_accelerate_common::config::duration_text")]
     pub backoff: Duration,
     /// Longest backoff between attempts.
-    #[serde(default = "defaults::max_backoff", with = "humantime_serde_compat")]
+    #[serde(
+        default = "defaults::max_backoff",
+        with = "ipfs_accelerate_common::config::duration_text"
+    )]
     pub max_backoff: Duration,
     /// A call's whole budget: queueing, attempts, backoff, fallbacks.
-    #[serde(default = "defaults::timeout", with = "humantime_serde_compat")]
+    #[serde(default = "defaults::timeout", with = "ipfs_accelerate_common::config::duration_text")]
     pub timeout: Duration,
     /// Consecutive failures that put a deployment in cooldown.
     #[serde(default = "defaults::cooldown_after")]
     pub cooldown_after: u32,
     /// How long a failing deployment is skipped.
-    #[serde(default = "defaults::cooldown", with = "humantime_serde_compat")]
+    #[serde(
+        default = "defaults::cooldown",
+        with = "ipfs_accelerate_common::config::duration_text"
+    )]
     pub cooldown: Duration,
     /// Calls in flight at once, over all deployments.
     #[serde(default = "defaults::concurrency")]
@@ -185,22 +191,6 @@ mod defaults {
     }
     pub fn queue() -> usize {
         1024
-    }
-}
-
-/// Durations as `"30s"`, `"250ms"` (humantime) in TOML.
-mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -856,3 +856,21 @@ mod tests {
         assert_eq!(config.ci().source, Source::Default);
     }
 }
+
+/// Durations as humantime text (`"30s"`, `"250ms"`, `"14d"`) in TOML sections other crates own:
+/// `#[serde(with = "ipfs_accelerate_common::config::duration_text")]`.
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `d` as humantime text.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// Reads humantime text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        humantime::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}

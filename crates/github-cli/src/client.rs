@@ -77,7 +77,7 @@ pub struct ClientConfig {
     #[serde(default)]
     pub repository: Option<String>,
     /// Each request's deadline.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "default_timeout", with = "ipfs_accelerate_common::config::duration_text")]
     pub timeout: Duration,
     /// Write pacing.
     #[serde(default)]
@@ -86,7 +86,7 @@ pub struct ClientConfig {
     #[serde(default = "default_write_attempts")]
     pub write_attempts: u32,
     /// The longest a call waits out a rate limit before failing with it.
-    #[serde(default = "default_max_wait", with = "humantime_serde")]
+    #[serde(default = "default_max_wait", with = "ipfs_accelerate_common::config::duration_text")]
     pub max_rate_limit_wait: Duration,
     /// The peer registry.
     #[serde(default)]
@@ -159,21 +159,6 @@ impl ClientConfig {
         url::Url::parse(&config.api_url)
             .map_err(|e| Error::Config(format!("api_url {:?}: {e}", config.api_url)))?;
         Ok(config)
-    }
-}
-
-/// Durations as `"30s"` in TOML.
-pub(crate) mod humantime_serde {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        humantime::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -264,7 +249,6 @@ pub struct GitHub {
     http: reqwest::Client,
     base: url::Url,
     scope: String,
-    authenticated: bool,
     cache: Cache,
     config: ClientConfig,
     pacer: Pacer,
@@ -348,23 +332,12 @@ impl GitHub {
             http,
             base,
             scope: token.map_or_else(|| "anonymous".to_string(), Token::scope_id),
-            authenticated: token.is_some(),
             cache,
             pacer: Pacer::new(config.pacer)?,
             config,
             cooldown: Mutex::default(),
             counters: Counters::default(),
         })
-    }
-
-    /// Whether requests carry a token.
-    pub fn authenticated(&self) -> bool {
-        self.authenticated
-    }
-
-    /// The pacer writes go through.
-    pub fn pacer(&self) -> &Pacer {
-        &self.pacer
     }
 
     /// `path` (`/repos/o/r/issues`, or a full URL GitHub gave, e.g. a `Link` target) as a URL

@@ -37,7 +37,7 @@ pub struct ErrorsConfig {
     #[serde(default = "default_threshold")]
     pub threshold: u64,
     /// A closed issue this recent is commented on rather than duplicated.
-    #[serde(default = "default_reopen", with = "crate::client::humantime_serde")]
+    #[serde(default = "default_reopen", with = "ipfs_accelerate_common::config::duration_text")]
     pub closed_within: Duration,
     /// The label auto-filed issues carry.
     #[serde(default = "default_label")]

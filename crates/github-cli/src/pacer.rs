@@ -93,9 +93,4 @@ impl Pacer {
         self.per_minute.until_ready().await;
         Ok(Permit { _repo: guard })
     }
-
-    /// Writes waiting now.
-    pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::SeqCst)
-    }
 }

@@ -34,7 +34,7 @@ pub struct RegistryConfig {
     #[serde(default = "default_title")]
     pub title: String,
     /// Records older than this are dropped.
-    #[serde(default = "default_ttl", with = "crate::client::humantime_serde")]
+    #[serde(default = "default_ttl", with = "ipfs_accelerate_common::config::duration_text")]
     pub ttl: Duration,
     /// Logins whose records are trusted; empty = collaborators with push access.
     #[serde(default)]
