@@ -254,6 +254,7 @@ pub struct GitHub {
     pacer: Pacer,
     cooldown: Mutex<Cooldown>,
     counters: Counters,
+    login: tokio::sync::OnceCell<String>,
 }
 
 impl std::fmt::Debug for GitHub {
@@ -337,6 +338,7 @@ impl GitHub {
             config,
             cooldown: Mutex::default(),
             counters: Counters::default(),
+            login: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -635,7 +637,14 @@ impl GitHub {
             self.counters.quota_spent.fetch_add(1, Ordering::Relaxed);
             let status = response.status();
             let headers = response.headers().clone();
-            let text = self.body_text(response, &relative).await?;
+            let text = match self.body_text(response, &relative).await {
+                Ok(text) => text,
+                Err(e) => {
+                    // The status arrived, the body did not: the write may well have landed.
+                    last = Some(e);
+                    continue;
+                }
+            };
             if let Some(wait) = self.observe(status, &headers, &text) {
                 last = Some(Error::RateLimited { reason: message_of(&text), retry_in: wait });
                 continue;
@@ -680,6 +689,13 @@ impl GitHub {
             .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default();
         Ok((login, scopes))
+    }
+
+    /// The token's login, asked once per client (heartbeats need it every beat).
+    pub async fn login(&self) -> Result<&str> {
+        let login =
+            self.login.get_or_try_init(|| async { Ok::<_, Error>(self.whoami().await?.0) }).await?;
+        Ok(login.as_str())
     }
 
     /// This client's counters so far.

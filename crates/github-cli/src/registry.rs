@@ -361,7 +361,7 @@ impl<'a> Registry<'a> {
         };
         let text = record_comment(identity, &record)?;
         let comments = self.github.comments(&self.repo, issue, Freshness::Revalidate).await?;
-        let login = self.github.whoami().await?.0;
+        let login = self.github.login().await?.to_string();
         let mine = comments.iter().find(|c| {
             marked_peer(&c.body) == Some(record.peer_id.as_str())
                 && c.user.as_ref().is_some_and(|u| u.login == login)
@@ -405,7 +405,7 @@ impl<'a> Registry<'a> {
     /// a fresher one for the same peer; others' comments are left alone. Returns the ids.
     pub async fn prune(&self) -> Result<Vec<u64>> {
         let Some(issue) = self.issue(false).await? else { return Ok(Vec::new()) };
-        let login = self.github.whoami().await?.0;
+        let login = self.github.login().await?.to_string();
         let comments = self.github.comments(&self.repo, issue, Freshness::Revalidate).await?;
         let now = Utc::now();
         let ttl = i64::try_from(self.config.ttl.as_secs()).unwrap_or(i64::MAX);
