@@ -215,9 +215,24 @@ fn unauthorised() -> Response {
     (StatusCode::UNAUTHORIZED, Json(json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}))).into_response()
 }
 
-/// Applies the next scripted fault, if any: `Some(response)` to answer instead of writing.
-fn take_fault(state: &Shared) -> Option<Fault> {
-    state.lock().unwrap().faults.pop_front()
+/// What every content-creating request goes through: recorded, authorised, and the next
+/// scripted fault taken — a secondary limit answers instead of writing (`Err`); a slow answer
+/// is returned for the handler to apply after writing.
+fn write_gate(
+    state: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Option<Fault>, Box<Response>> {
+    record(state, method, uri, body);
+    if !authorised(headers) {
+        return Err(Box::new(unauthorised()));
+    }
+    match state.lock().unwrap().faults.pop_front() {
+        Some(Fault::SecondaryLimit(after)) => Err(Box::new(secondary_limit(after))),
+        fault => Ok(fault),
+    }
 }
 
 fn secondary_limit(retry_after: u64) -> Response {
@@ -268,14 +283,10 @@ impl FakeGitHub {
                 .post({
                     let base = base.clone();
                     move |State(s): State<Shared>, Path((_o, _r, n)): Path<(String, String, u64)>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
-                        record(&s, &method, &uri, &body);
-                        if !authorised(&headers) {
-                            return unauthorised();
-                        }
-                        let fault = take_fault(&s);
-                        if let Some(Fault::SecondaryLimit(after)) = fault {
-                            return secondary_limit(after);
-                        }
+                        let fault = match write_gate(&s, &method, &uri, &headers, &body) {
+                            Ok(fault) => fault,
+                            Err(refused) => return *refused,
+                        };
                         let text = serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["body"].as_str().map(str::to_string)).unwrap_or_default();
                         let created = {
                             let mut fake = s.lock().unwrap();
@@ -375,14 +386,10 @@ impl FakeGitHub {
                     answer(&s, &headers, StatusCode::OK, Value::Array(issues), None)
                 })
                 .post(|State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
-                    record(&s, &method, &uri, &body);
-                    if !authorised(&headers) {
-                        return unauthorised();
-                    }
-                    let fault = take_fault(&s);
-                    if let Some(Fault::SecondaryLimit(after)) = fault {
-                        return secondary_limit(after);
-                    }
+                    let fault = match write_gate(&s, &method, &uri, &headers, &body) {
+                        Ok(fault) => fault,
+                        Err(refused) => return *refused,
+                    };
                     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let created = {
                         let mut fake = s.lock().unwrap();
@@ -407,4 +414,19 @@ impl FakeGitHub {
     pub fn fake(&self) -> std::sync::MutexGuard<'_, Fake> {
         self.state.lock().unwrap()
     }
+
+    /// The CLI pointed at this fake as a worker is configured: API URL, token, repository.
+    pub fn cli(&self, env: &crate::Env, repo: &str) -> std::process::Command {
+        let mut cmd = env.std_cmd();
+        cmd.env("GITHUB_API_URL", &self.url).env("GH_TOKEN", TOKEN).env("GITHUB_REPOSITORY", repo);
+        cmd
+    }
+}
+
+/// Runs `cmd` with `args` from a multi-threaded test (the fake keeps serving meanwhile) and
+/// asserts it succeeded.
+pub fn run_ok(mut cmd: std::process::Command, args: &[&str]) -> std::process::Output {
+    let output = tokio::task::block_in_place(|| cmd.args(args).output().unwrap());
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
 }

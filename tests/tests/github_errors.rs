@@ -14,7 +14,7 @@ use ipfs_accelerate_github::errors::{Aggregator, Collector, ErrorReport, ErrorsC
 use ipfs_accelerate_github::pacer::PacerConfig;
 use ipfs_accelerate_github::{Token, TokenSource};
 use serde_json::Value;
-use tests::fake_github::{FakeGitHub, Fault, TOKEN};
+use tests::fake_github::{run_ok, FakeGitHub, Fault, TOKEN};
 use tests::Env;
 
 const REPO: &str = "o/r";
@@ -32,6 +32,15 @@ async fn setup(fake: &FakeGitHub, dir: &std::path::Path) -> (GitHub, Cache) {
     );
     let token = Token::new(Secret::new(TOKEN.into()), TokenSource::Flag);
     (GitHub::new(config, Some(&token), cache.clone()).unwrap(), cache)
+}
+
+/// An aggregator that files at the first occurrence.
+fn eager(cache: Cache) -> Aggregator {
+    Aggregator::new(
+        cache,
+        Redactor::default(),
+        ErrorsConfig { threshold: 1, ..ErrorsConfig::default() },
+    )
 }
 
 /// One of three bugs, each occurrence with its own line numbers, addresses and paths.
@@ -98,11 +107,7 @@ async fn a_recently_closed_issue_is_reused_an_old_one_is_not_and_search_lag_is_c
     let fake = FakeGitHub::start().await;
     let dir = tempfile::tempdir().unwrap();
     let (github, cache) = setup(&fake, dir.path()).await;
-    let aggregator = Aggregator::new(
-        cache,
-        Redactor::default(),
-        ErrorsConfig { threshold: 1, ..ErrorsConfig::default() },
-    );
+    let aggregator = eager(cache);
     let recent = aggregator.capture(&occurrence(0)).await.unwrap();
     let old = aggregator.capture(&occurrence(1)).await.unwrap();
     {
@@ -137,11 +142,7 @@ async fn a_secondary_limit_delays_filing_but_drops_nothing() {
     fake.fake().faults.push_back(Fault::SecondaryLimit(1));
     let dir = tempfile::tempdir().unwrap();
     let (github, cache) = setup(&fake, dir.path()).await;
-    let aggregator = Aggregator::new(
-        cache,
-        Redactor::default(),
-        ErrorsConfig { threshold: 1, ..ErrorsConfig::default() },
-    );
+    let aggregator = eager(cache);
     for i in 0..3 {
         aggregator.capture(&occurrence(i)).await.unwrap();
     }
@@ -162,15 +163,9 @@ async fn the_cli_reports_lists_and_flushes() {
     #[allow(clippy::disallowed_methods)]
     std::fs::write(&trace, text).unwrap();
     let run = |args: &[&str]| {
-        let mut cmd = env.std_cmd();
-        cmd.env("GITHUB_API_URL", &fake.url)
-            .env("GH_TOKEN", TOKEN)
-            .env("GITHUB_REPOSITORY", REPO)
-            .env("HOME", "/home/alice")
-            .args(args);
-        let output = tokio::task::block_in_place(|| cmd.output().unwrap());
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        output
+        let mut cmd = fake.cli(&env, REPO);
+        cmd.env("HOME", "/home/alice");
+        run_ok(cmd, args)
     };
     let trace = trace.to_str().unwrap();
     for _ in 0..2 {

@@ -11,7 +11,7 @@ use ipfs_accelerate_github::pacer::PacerConfig;
 use ipfs_accelerate_github::registry::{record_comment, PeerRecord, Registry, RegistryConfig};
 use ipfs_accelerate_github::{Token, TokenSource};
 use serde_json::Value;
-use tests::fake_github::{FakeGitHub, LOGIN, TOKEN};
+use tests::fake_github::{run_ok, FakeGitHub, LOGIN, TOKEN};
 use tests::Env;
 
 const REPO: &str = "o/r";
@@ -224,15 +224,9 @@ async fn the_cli_announces_lists_and_merges_bootstrap_peers() {
     let fake = FakeGitHub::start().await;
     fake.fake().collaborators = vec![LOGIN.into()];
     let run = |args: &[&str]| {
-        let mut cmd = env.std_cmd();
-        cmd.env("GITHUB_API_URL", &fake.url)
-            .env("GH_TOKEN", TOKEN)
-            .env("GITHUB_REPOSITORY", REPO)
-            .env("IPFS_ACCELERATE_PEERS", "/dns4/seed.example/tcp/4001")
-            .args(args);
-        let output = tokio::task::block_in_place(|| cmd.output().unwrap());
-        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-        output
+        let mut cmd = fake.cli(&env, REPO);
+        cmd.env("IPFS_ACCELERATE_PEERS", "/dns4/seed.example/tcp/4001");
+        run_ok(cmd, args)
     };
     let announce = [
         "--json",

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use ipfs_accelerate_common::cache::{Cache, CacheKey, PutOptions};
+use ipfs_accelerate_common::cache::{Cache, CacheKey};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -49,21 +49,17 @@ pub(crate) fn key(
     CacheKey::raw(NAMESPACE, &cid.to_string()).ok()
 }
 
-/// The entry under `key`, if fresh and readable.
+/// The entry under `key`, if fresh and readable (a store or decode failure is a warned miss).
 pub(crate) async fn get<T: DeserializeOwned>(cache: &Cache, key: &CacheKey) -> Option<Entry<T>> {
-    match cache.get(key).await {
-        Ok(Some(hit)) => serde_json::from_slice(&hit.value)
-            .inspect_err(|e| tracing::warn!(key = key.key(), error = %e, "unreadable cache entry; asking the server"))
-            .ok(),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(error = %e, "response cache unreadable; asking the server");
-            None
-        }
-    }
+    cache
+        .get_json(key)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "response cache unreadable; asking the server"))
+        .ok()
+        .flatten()
 }
 
-/// Keeps `value` from `deployment` under `key`.
+/// Keeps `value` from `deployment` under `key` (a store failure is warned; the answer stands).
 pub(crate) async fn put<T: Serialize>(
     cache: &Cache,
     key: &CacheKey,
@@ -72,11 +68,7 @@ pub(crate) async fn put<T: Serialize>(
     ttl: Option<Duration>,
 ) {
     let entry = Entry { deployment: deployment.to_string(), value };
-    let bytes = match serde_json::to_vec(&entry) {
-        Ok(bytes) => bytes,
-        Err(e) => return tracing::warn!(error = %e, "answer not serialisable; not cached"),
-    };
-    if let Err(e) = cache.put(key, bytes, PutOptions { ttl, ..PutOptions::default() }).await {
+    if let Err(e) = cache.put_json(key, &entry, ttl).await {
         tracing::warn!(error = %e, "response cache not writable; answer not cached");
     }
 }

@@ -158,13 +158,7 @@ impl Transport {
         } else if e.is_decode() {
             Error::Decode { deployment, reason: e.to_string() }
         } else {
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(inner) = source {
-                reason = format!("{reason}: {inner}");
-                source = inner.source();
-            }
-            Error::Connect { deployment, reason }
+            Error::Connect { deployment, reason: ipfs_accelerate_common::chain_text(&e) }
         }
     }
 
@@ -273,6 +267,18 @@ impl Transport {
     pub fn decode(&self, reason: impl Into<String>) -> Error {
         Error::Decode { deployment: self.deployment.clone(), reason: reason.into() }
     }
+}
+
+/// A response body's Server-Sent Events, as their `data` fields.
+pub(crate) fn sse_data(
+    response: reqwest::Response,
+) -> impl futures_util::Stream<Item = std::result::Result<String, String>> + Send {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    response
+        .bytes_stream()
+        .eventsource()
+        .map(|event| event.map(|e| e.data).map_err(|e| e.to_string()))
 }
 
 /// A response body as lines (NDJSON), without their line ends; a last line without a newline

@@ -2,14 +2,12 @@
 //! calls passed through), `/v1/completions`, `/v1/embeddings`, `/v1/models`. The base URL
 //! includes the `/v1` (`OPENAI_BASE_URL` convention).
 
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::backend::{deltas, Backend, BoxFuture, DeltaStream, Frame, Kind};
 use crate::error::Result;
-use crate::http::{CallContext, Transport};
+use crate::http::{sse_data, CallContext, Transport};
 use crate::types::{ChatRequest, ChatResponse, Delta, EmbedRequest, Embeddings, ModelInfo, Usage};
 
 /// A client for one OpenAI-compatible deployment.
@@ -205,11 +203,13 @@ impl Backend for OpenAi {
         Box::pin(async move {
             let body = self.body(request, true)?;
             let response = self.transport.post_stream("chat/completions", &body, ctx).await?;
-            let frames = response.bytes_stream().eventsource().map(|event| event.map(|e| e.data));
             let transport = self.transport.clone();
-            Ok(deltas(frames, self.deployment().to_string(), ctx.deadline, move |data| {
-                parse_chunk(data, &transport)
-            }))
+            Ok(deltas(
+                sse_data(response),
+                self.deployment().to_string(),
+                ctx.deadline,
+                move |data| parse_chunk(data, &transport),
+            ))
         })
     }
 

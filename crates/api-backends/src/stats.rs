@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use ipfs_accelerate_common::cache::{Cache, CacheKey, PutOptions};
+use ipfs_accelerate_common::cache::{Cache, CacheKey};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
@@ -70,14 +70,15 @@ fn key() -> Result<CacheKey> {
 
 /// The figures accumulated in `cache`, by deployment name.
 pub async fn load(cache: &Cache) -> Result<BTreeMap<String, Figures>> {
-    let Some(entry) = cache.get(&key()?).await? else { return Ok(BTreeMap::new()) };
-    match serde_json::from_slice(&entry.value) {
-        Ok(figures) => Ok(figures),
-        Err(e) => {
-            // Written by an older schema: start again rather than fail every call.
+    match cache.get_json(&key()?).await {
+        Ok(figures) => Ok(figures.unwrap_or_default()),
+        // Written by another schema version: counting starts again, saying so, rather than
+        // every call failing.
+        Err(e @ ipfs_accelerate_common::Error::CacheValue { .. }) => {
             tracing::warn!(error = %e, "stored backend stats unreadable; starting afresh");
             Ok(BTreeMap::new())
         }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -90,8 +91,6 @@ pub async fn accumulate(
     for (name, figures) in taken {
         totals.entry(name).or_default().merge(figures);
     }
-    let bytes = serde_json::to_vec(&totals)
-        .map_err(|e| crate::Error::Config(format!("serialising backend stats: {e}")))?;
-    cache.put(&key()?, bytes, PutOptions { ttl: Some(KEEP), ..PutOptions::default() }).await?;
+    cache.put_json(&key()?, &totals, Some(KEEP)).await?;
     Ok(totals)
 }

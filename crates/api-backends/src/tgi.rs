@@ -6,14 +6,12 @@
 //! the OpenAI-compatible Messages API TGI serves under `/v1`, which applies the server's own
 //! template.
 
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::backend::{deltas, Backend, BoxFuture, DeltaStream, Frame, Kind};
 use crate::error::Result;
-use crate::http::{CallContext, Transport};
+use crate::http::{sse_data, CallContext, Transport};
 use crate::openai::OpenAi;
 use crate::template::ChatTemplate;
 use crate::types::{ChatRequest, ChatResponse, Delta, ModelInfo};
@@ -150,9 +148,8 @@ impl Tgi {
     ) -> Result<DeltaStream> {
         let body = Tgi::body(prompt, request, true);
         let response = self.transport.post_stream("generate_stream", &body, ctx).await?;
-        let frames = response.bytes_stream().eventsource().map(|event| event.map(|e| e.data));
         let transport = self.transport.clone();
-        Ok(deltas(frames, self.deployment().to_string(), ctx.deadline, move |data| {
+        Ok(deltas(sse_data(response), self.deployment().to_string(), ctx.deadline, move |data| {
             if data.trim().is_empty() {
                 return Ok(Frame::Skip);
             }

@@ -172,6 +172,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A cached value is not the JSON its reader expects (written by another schema version).
+    #[error("cache entry {namespace}/{key} is not readable as {expected}: {reason}")]
+    CacheValue {
+        /// Its namespace.
+        namespace: String,
+        /// Its key.
+        key: String,
+        /// The type expected.
+        expected: &'static str,
+        /// The decoder's complaint.
+        reason: String,
+    },
     /// A remote tier failed: unreachable, past its deadline, refusing, or answering nonsense.
     #[error("{tier}: {reason}")]
     Remote {
@@ -235,6 +247,7 @@ impl Error {
             Error::NotPinned { .. } => "not_pinned",
             Error::Database { .. } => "database",
             Error::InvalidCacheKey { .. } => "invalid_cache_key",
+            Error::CacheValue { .. } => "cache_value",
             Error::SecretsUndecryptable { .. } => "secrets_undecryptable",
             Error::KeyFile { .. } => "key_file",
             Error::NoMasterKey { .. } => "no_master_key",
@@ -251,6 +264,21 @@ impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { op, path: path.into(), source }
     }
+}
+
+/// An error with its whole `source()` chain, `outer: inner: innermost` — for errors (HTTP
+/// clients, object stores) whose top line says only that something failed.
+pub fn chain_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        source = inner.source();
+    }
+    text
 }
 
 /// `Result` with the storage crate's [`Error`].

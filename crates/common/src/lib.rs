@@ -29,4 +29,4 @@ pub mod secrets;
 pub mod store;
 pub mod unixfs;
 
-pub use error::{Error, Result};
+pub use error::{chain_text, Error, Result};

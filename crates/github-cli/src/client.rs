@@ -456,15 +456,10 @@ impl GitHub {
                 path: path.into(),
                 after: timeout,
             }),
-            Ok(Err(e)) => {
-                let mut reason = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(inner) = source {
-                    reason = format!("{reason}: {inner}");
-                    source = inner.source();
-                }
-                Err(Error::Connect { path: path.into(), reason })
-            }
+            Ok(Err(e)) => Err(Error::Connect {
+                path: path.into(),
+                reason: ipfs_accelerate_common::chain_text(&e),
+            }),
             Ok(Ok(response)) => Ok(response),
         }
     }
@@ -721,9 +716,14 @@ impl GitHub {
     pub async fn persist_stats(&self) -> Result<Stats> {
         let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
         let key = CacheKey::raw(STATS_NAMESPACE, "totals")?;
-        let mut totals: Stats = match self.cache.get(&key).await? {
-            Some(entry) => serde_json::from_slice(&entry.value).unwrap_or_default(),
-            None => Stats::default(),
+        let mut totals: Stats = match self.cache.get_json(&key).await {
+            Ok(totals) => totals.unwrap_or_default(),
+            // Figures from another schema version: counting starts again, saying so.
+            Err(e @ ipfs_accelerate_common::Error::CacheValue { .. }) => {
+                tracing::warn!(error = %e, "GitHub figures unreadable; counting afresh");
+                Stats::default()
+            }
+            Err(e) => return Err(e.into()),
         };
         totals.hits += take(&self.counters.hits);
         totals.revalidated += take(&self.counters.revalidated);
@@ -736,10 +736,7 @@ impl GitHub {
         if window.0.is_some() {
             (totals.remaining, totals.limit, totals.reset) = window;
         }
-        let bytes = serde_json::to_vec(&totals)
-            .map_err(|e| Error::Config(format!("serialising stats: {e}")))?;
-        let keep = Some(Duration::from_secs(365 * 24 * 3600));
-        self.cache.put(&key, bytes, PutOptions { ttl: keep, ..PutOptions::default() }).await?;
+        self.cache.put_json(&key, &totals, Some(Duration::from_secs(365 * 24 * 3600))).await?;
         Ok(totals)
     }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ipfs_accelerate_common::cache::{Cache, CacheKey, PutOptions};
+use ipfs_accelerate_common::cache::{Cache, CacheKey};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -293,20 +293,11 @@ impl Aggregator {
     }
 
     async fn load(&self, fingerprint: &str) -> Result<Option<ErrorEntry>> {
-        let Some(value) = self.cache.get(&Aggregator::key(fingerprint)?).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&value.value).map(Some).map_err(|e| Error::Decode {
-            path: format!("store {NAMESPACE}/{fingerprint}"),
-            reason: e.to_string(),
-        })
+        Ok(self.cache.get_json(&Aggregator::key(fingerprint)?).await?)
     }
 
     async fn save(&self, entry: &ErrorEntry) -> Result<()> {
-        let bytes = serde_json::to_vec(entry)
-            .map_err(|e| Error::Config(format!("serialising an error entry: {e}")))?;
-        let options = PutOptions { ttl: Some(KEEP), ..PutOptions::default() };
-        self.cache.put(&Aggregator::key(&entry.fingerprint)?, bytes, options).await?;
+        self.cache.put_json(&Aggregator::key(&entry.fingerprint)?, entry, Some(KEEP)).await?;
         Ok(())
     }
 

@@ -255,6 +255,37 @@ impl Cache {
         Ok(added.root)
     }
 
+    /// Stores `value` as JSON under `key` (for typed records other crates keep here).
+    pub async fn put_json<T: Serialize>(
+        &self,
+        key: &CacheKey,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<Cid> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::CacheValue {
+            namespace: key.namespace().to_string(),
+            key: key.key().to_string(),
+            expected: std::any::type_name::<T>(),
+            reason: e.to_string(),
+        })?;
+        self.put(key, bytes, PutOptions { ttl, ..PutOptions::default() }).await
+    }
+
+    /// The fresh JSON value under `key` as a `T`; a value that does not decode as one is
+    /// [`Error::CacheValue`], never a default.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &CacheKey,
+    ) -> Result<Option<T>> {
+        let Some(entry) = self.get(key).await? else { return Ok(None) };
+        serde_json::from_slice(&entry.value).map(Some).map_err(|e| Error::CacheValue {
+            namespace: key.namespace().to_string(),
+            key: key.key().to_string(),
+            expected: std::any::type_name::<T>(),
+            reason: e.to_string(),
+        })
+    }
+
     /// The value under `key` if it is fresh; an expired entry is a miss.
     pub async fn get(&self, key: &CacheKey) -> Result<Option<CachedValue>> {
         self.lookup(key, false).await
