@@ -115,6 +115,30 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// A path inside a tree (a directory entry) that cannot be stored.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path or name given.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// A CID that had to name a UnixFS directory names something else.
+    #[error("{cid} is not a directory: {reason}")]
+    NotADirectory {
+        /// The CID.
+        cid: String,
+        /// What it is instead.
+        reason: String,
+    },
+    /// A path does not exist under a directory.
+    #[error("{root} has no entry {path:?}")]
+    NoSuchPath {
+        /// The directory's CID.
+        root: String,
+        /// The path looked up.
+        path: String,
+    },
     /// A content is not pinned (for `unpin`).
     #[error("{cid} is not pinned")]
     NotPinned {
@@ -244,6 +268,9 @@ impl Error {
             Error::NameConflict { .. } => "name_conflict",
             Error::NameNotFound { .. } => "name_not_found",
             Error::InvalidName { .. } => "invalid_name",
+            Error::InvalidPath { .. } => "invalid_path",
+            Error::NotADirectory { .. } => "not_a_directory",
+            Error::NoSuchPath { .. } => "no_such_path",
             Error::NotPinned { .. } => "not_pinned",
             Error::Database { .. } => "database",
             Error::InvalidCacheKey { .. } => "invalid_cache_key",

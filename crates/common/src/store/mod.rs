@@ -23,6 +23,7 @@ mod gc;
 mod names;
 mod remote_pins;
 mod tiered;
+mod tree;
 
 use std::future::Future;
 use std::io::Read;
@@ -42,6 +43,7 @@ pub use remote_pins::{RemotePin, RemotePinState};
 pub use tiered::{
     FetchReport, Outcome, PushReport, Receipt, Receipted, TierStatus, TieredStatus, TieredStore,
 };
+pub use tree::{AddedTree, TreeEntry, TreeFile};
 
 pub(crate) use engine::now;
 
@@ -161,6 +163,34 @@ pub enum AddInput {
     Reader(Box<dyn AsyncRead + Unpin + Send>),
 }
 
+impl AddInput {
+    /// A blocking reader over the input and its size when known. Runs on the blocking pool
+    /// (a `Reader` is bridged to the runtime it came from).
+    fn open(self) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+        Ok(match self {
+            AddInput::Path(path) => {
+                let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+                let total = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
+                (Box::new(file), Some(total))
+            }
+            AddInput::Bytes(bytes) => {
+                let total = bytes.len() as u64;
+                (Box::new(std::io::Cursor::new(bytes)), Some(total))
+            }
+            AddInput::Reader(reader) => (Box::new(tokio_util::io::SyncIoBridge::new(reader)), None),
+        })
+    }
+
+    /// The size, when known without reading.
+    fn size_hint(&self) -> Option<u64> {
+        match self {
+            AddInput::Path(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+            AddInput::Bytes(bytes) => Some(bytes.len() as u64),
+            AddInput::Reader(_) => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for AddInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -241,25 +271,47 @@ impl Store {
         hook: Option<Arc<CommitHook>>,
     ) -> Result<Added> {
         self.run(move |engine| {
-            let hook = hook.as_deref();
-            match input {
-                AddInput::Path(path) => {
-                    let file =
-                        std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-                    let total = file.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
-                    add(engine, file, Some(total), &options, hook)
-                }
-                AddInput::Bytes(bytes) => {
-                    let total = bytes.len() as u64;
-                    add(engine, std::io::Cursor::new(bytes), Some(total), &options, hook)
-                }
-                AddInput::Reader(reader) => {
-                    let reader = tokio_util::io::SyncIoBridge::new(reader);
-                    add(engine, reader, None, &options, hook)
-                }
-            }
+            let (reader, total) = input.open()?;
+            add(engine, reader, total, &options, hook.as_deref())
         })
         .await
+    }
+
+    /// Adds `entries` as a UnixFS directory tree, as `ipfs add -r` does: each file under the
+    /// profile, one directory node per directory, the root pinned and named (per `options`)
+    /// atomically at the end. Nothing is committed when any entry fails; paths are checked
+    /// before anything is read. `options.progress` sees the bytes of all files together.
+    pub async fn add_tree(
+        &self,
+        entries: Vec<TreeEntry>,
+        options: AddOptions,
+    ) -> Result<AddedTree> {
+        self.run(move |engine| tree::add_tree(engine, entries, None, &options)).await
+    }
+
+    /// [`Store::add_tree`], then the entries `index` makes from the CIDs of the files added
+    /// (a manifest listing them), all committed as one tree: the index is never stored
+    /// without the files it names, nor the files without it.
+    pub async fn add_tree_indexed(
+        &self,
+        entries: Vec<TreeEntry>,
+        index: impl FnOnce(&[TreeFile]) -> Result<Vec<TreeEntry>> + Send + 'static,
+        options: AddOptions,
+    ) -> Result<AddedTree> {
+        self.run(move |engine| tree::add_tree(engine, entries, Some(Box::new(index)), &options))
+            .await
+    }
+
+    /// The entries of directory `cid` (a UnixFS directory, e.g. from [`Store::add_tree`]).
+    pub async fn list_directory(&self, cid: &Cid) -> Result<Vec<unixfs::dir::DirEntry>> {
+        let cid = *cid;
+        self.run(move |engine| unixfs::dir::entries(&engine.get(&cid)?)).await
+    }
+
+    /// The CID of `path` (`/`-separated) under directory `root`.
+    pub async fn resolve_path(&self, root: &Cid, path: &str) -> Result<Cid> {
+        let (root, path) = (*root, path.to_string());
+        self.run(move |engine| tree::resolve(engine, &root, &path)).await
     }
 
     /// Writes the verified bytes of file `cid` in `range` to `writer`; returns bytes written.
@@ -529,9 +581,7 @@ impl BlockSource for Source<'_> {
     }
 }
 
-/// The add pipeline: chunk and hash on this thread while a writer thread stores the previous
-/// batch (one durable flush each), so hashing and I/O overlap on two cores. Every block is
-/// temp-pinned until the final pin, name (or release) commits.
+/// Adds one file: imports it under a temporary pin, then commits its pin, name and hook.
 fn add(
     engine: &Engine,
     reader: impl Read,
@@ -540,7 +590,29 @@ fn add(
     hook: Option<&CommitHook>,
 ) -> Result<Added> {
     let temp = engine.temp_pin();
-    let result = std::thread::scope(|scope| {
+    let result = (|| {
+        let progress = options.progress.clone();
+        let (imported, bytes_new) =
+            import_blocks(engine, reader, total, options.profile, progress, temp)?;
+        commit(engine, &imported.root, options, hook)?;
+        Ok(Added { root: imported.root, size: imported.size, blocks: imported.blocks, bytes_new })
+    })();
+    release_after(engine, temp, result)
+}
+
+/// The add pipeline: chunk and hash on this thread while a writer thread stores the previous
+/// batch (one durable flush each), so hashing and I/O overlap on two cores. Every block is
+/// temp-pinned under `temp` until the caller commits and releases it. Returns the import and
+/// the bytes newly written.
+fn import_blocks(
+    engine: &Engine,
+    reader: impl Read,
+    total: Option<u64>,
+    profile: Profile,
+    progress: Option<Progress>,
+    temp: TempPin,
+) -> Result<(unixfs::Imported, u64)> {
+    std::thread::scope(|scope| {
         // Two batches in flight at most: memory stays bounded whatever the input size.
         let (batches, inbox) = std::sync::mpsc::sync_channel::<Vec<Block>>(1);
         let writer = scope.spawn(move || {
@@ -553,13 +625,8 @@ fn add(
         let imported = (|| {
             let mut batch: Vec<Block> = Vec::new();
             let mut batch_bytes = 0usize;
-            let reader = ProgressReader {
-                inner: reader,
-                read: 0,
-                total,
-                progress: options.progress.clone(),
-            };
-            let imported = unixfs::import(reader, options.profile, &mut |block| {
+            let reader = ProgressReader { inner: reader, read: 0, total, progress };
+            let imported = unixfs::import(reader, profile, &mut |block| {
                 batch_bytes += block.data().len();
                 batch.push(block);
                 if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_BLOCKS {
@@ -578,40 +645,59 @@ fn add(
         let written = writer.join().map_err(|_| Error::Task("block writer panicked".into()))?;
         // The writer's error is the cause when both failed.
         let bytes_new = written?;
-        let imported = imported?;
-        if options.pin || options.name.is_some() || hook.is_some() {
-            engine.write(|tx| {
-                if options.pin {
-                    engine.pin_in(tx, &imported.root, PinMode::Recursive)?;
-                }
-                if let Some(name) = &options.name {
-                    engine.name_set_in(tx, name, &imported.root, Expect::Any)?;
-                }
-                if let Some(hook) = hook {
-                    hook(engine, tx, &imported.root)?;
-                }
-                Ok(())
-            })?;
+        Ok((imported?, bytes_new))
+    })
+}
+
+/// Records the pin, name and hook of a finished add in one transaction (while its blocks are
+/// still temp-pinned), then evicts older content down to the budget.
+fn commit(
+    engine: &Engine,
+    root: &Cid,
+    options: &AddOptions,
+    hook: Option<&CommitHook>,
+) -> Result<()> {
+    if options.pin || options.name.is_some() || hook.is_some() {
+        engine.write(|tx| {
+            if options.pin {
+                engine.pin_in(tx, root, PinMode::Recursive)?;
+            }
+            if let Some(name) = &options.name {
+                engine.name_set_in(tx, name, root, Expect::Any)?;
+            }
+            if let Some(hook) = hook {
+                hook(engine, tx, root)?;
+            }
+            Ok(())
+        })?;
+    }
+    // Evict older content while this add is still temp-pinned, so it never evicts itself.
+    let evicted = engine.enforce_budget()?;
+    if evicted.blocks_removed > 0 {
+        tracing::info!(
+            blocks = evicted.blocks_removed,
+            bytes = evicted.bytes_freed,
+            "evicted to stay within budget"
+        );
+    }
+    Ok(())
+}
+
+/// Releases an add's temporary pin whatever the outcome: a failed add's partial DAG becomes
+/// ordinary garbage (failing to say so only delays its GC).
+fn release_after<T>(engine: &Engine, temp: TempPin, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => {
+            engine.release(temp)?;
+            Ok(value)
         }
-        // Evict older content while this add is still temp-pinned, so it never evicts itself.
-        let evicted = engine.enforce_budget()?;
-        if evicted.blocks_removed > 0 {
-            tracing::info!(
-                blocks = evicted.blocks_removed,
-                bytes = evicted.bytes_freed,
-                "evicted to stay within budget"
-            );
-        }
-        engine.release(temp)?;
-        Ok(Added { root: imported.root, size: imported.size, blocks: imported.blocks, bytes_new })
-    });
-    if result.is_err() {
-        // The partial DAG becomes ordinary garbage; failing to say so only delays its GC.
-        if let Err(e) = engine.release(temp) {
-            tracing::warn!(error = %e, "could not release the temporary pin of a failed add");
+        Err(e) => {
+            if let Err(release) = engine.release(temp) {
+                tracing::warn!(error = %release, "could not release the temporary pin of a failed add");
+            }
+            Err(e)
         }
     }
-    result
 }
 
 struct ProgressReader<R> {

@@ -1,4 +1,5 @@
-//! UnixFS: Kubo-exact file import (chunking and the balanced DAG) and verified export.
+//! UnixFS: Kubo-exact file import (chunking and the balanced DAG), directories, and verified
+//! export.
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -24,6 +25,7 @@
 //! # Ok::<(), ipfs_accelerate_common::Error>(())
 //! ```
 
+pub mod dir;
 mod export;
 mod import;
 pub mod pb;
