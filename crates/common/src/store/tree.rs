@@ -106,7 +106,6 @@ pub(super) fn add_tree(
                 add(entry, &parts, &mut files)?;
             }
         }
-        drop(add);
         let mut blocks = Vec::new();
         let (root, _) = build(tree, options.profile, &mut blocks)?;
         bytes_new += engine.put_blocks(&blocks, Some(temp))?;
