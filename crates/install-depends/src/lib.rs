@@ -43,6 +43,11 @@ pub fn cpu_info() -> CpuInfo {
     cpu::cpu_info()
 }
 
+/// The memory probe alone (cheap: one system call).
+pub fn memory_info() -> Probed<MemoryInfo> {
+    cpu::probe_memory(&Host::current())
+}
+
 /// The one error type of this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

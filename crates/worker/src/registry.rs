@@ -16,7 +16,7 @@ use ipfs_accelerate_common::unixfs::Profile;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::manifest::{FileEntry, Manifest, Source, KIND, MANIFEST_FILE, SCHEMA};
+use crate::manifest::{Detected, FileEntry, Manifest, Source, KIND, MANIFEST_FILE, SCHEMA};
 use crate::source::{self, SourceFile, SourceOptions};
 
 /// The `Names` namespace of model names.
@@ -116,11 +116,6 @@ impl Registry {
         let found = tokio::task::spawn_blocking(move || source::scan(&scan_path, &source_options))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
-        let name = match &options.name {
-            Some(name) => name.clone(),
-            None => default_name(&found.source),
-        };
-        let name = Name::new(NAMESPACE, &name)?;
         let entries = found
             .files
             .into_iter()
@@ -132,8 +127,23 @@ impl Registry {
                 },
             })
             .collect();
-        let detected = found.detected;
-        let source = found.source;
+        self.store_model(entries, found.detected, found.source, options).await
+    }
+
+    /// Stores `entries` as a model with the manifest `detected` and `source` make, pinned and
+    /// named in one commit (the name derived from the source when `options` has none).
+    pub(crate) async fn store_model(
+        &self,
+        entries: Vec<TreeEntry>,
+        detected: Detected,
+        source: Source,
+        options: ImportOptions,
+    ) -> Result<Model> {
+        let name = match &options.name {
+            Some(name) => name.clone(),
+            None => default_name(&source),
+        };
+        let name = Name::new(NAMESPACE, &name)?;
         let manifest_slot = std::sync::Arc::new(std::sync::Mutex::new(None));
         let slot = std::sync::Arc::clone(&manifest_slot);
         let index = move |files: &[ipfs_accelerate_common::store::TreeFile]| {

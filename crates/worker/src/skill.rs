@@ -187,7 +187,7 @@ impl Cancel {
 }
 
 /// Text embeddings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Embeddings {
     /// One vector per input text, in input order.
     pub vectors: Vec<Vec<f32>>,
@@ -202,7 +202,7 @@ pub struct Embeddings {
 }
 
 /// How similar two texts are.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Similarity {
     /// Cosine similarity of their embeddings, in [-1, 1].
     pub cosine: f32,

@@ -137,7 +137,7 @@ fn model_from_disk(dir: &Path, files: BTreeMap<String, PathBuf>, source: Source)
 }
 
 /// The weights a HF model directory loads: one safetensors file, else the PyTorch pickle.
-fn weights_file<T>(files: &BTreeMap<String, T>) -> Option<String> {
+pub(crate) fn weights_file<T>(files: &BTreeMap<String, T>) -> Option<String> {
     let top = |p: &&String| !p.contains('/');
     let preferred = ["model.safetensors", "pytorch_model.bin"];
     preferred

@@ -21,10 +21,9 @@ use crate::output::{AlreadyReported, Output};
 /// How long one install step may run (llama-cpp-python compiles llama.cpp: minutes).
 const STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// This binary. GPU backends are compiled in through the worker's cargo features; until the
-/// worker has kernels, every build is CPU-only, and reports say so.
+/// This binary: the GPU backends compiled in through the worker's cargo features.
 fn build_info() -> BuildInfo {
-    BuildInfo::new(env!("CARGO_PKG_VERSION"), &[])
+    ipfs_accelerate_worker::build_info()
 }
 
 async fn load(config: &Config, host: &Host, refresh: bool) -> anyhow::Result<HardwareReport> {

@@ -5,8 +5,10 @@ mod cache;
 mod config;
 mod github;
 mod hardware;
+mod infer;
+mod models;
 mod secrets;
-mod storage;
+pub(crate) mod storage;
 
 use clap::CommandFactory;
 use ipfs_accelerate_common::config::{Config, LoadOptions};
@@ -36,6 +38,14 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<()> {
         Command::Github(args) => {
             let config = load_config(&cli.global)?;
             runtime()?.block_on(github::run(args, &config, out))
+        }
+        Command::Models(command) => {
+            let config = load_config(&cli.global)?;
+            runtime()?.block_on(models::run(command, &config, cli.global.quiet > 0, out))
+        }
+        Command::Infer(args) => {
+            let config = load_config(&cli.global)?;
+            runtime()?.block_on(infer::run(args, &config, cli.global.quiet > 0, out))
         }
         Command::Hardware { refresh } => {
             let config = load_config(&cli.global)?;

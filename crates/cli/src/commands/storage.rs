@@ -1,7 +1,6 @@
 //! `ipfs-accelerate storage …`: the content-addressed store from the command line.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
 use ipfs_accelerate_common::cid::{parse, Cid};
@@ -14,10 +13,7 @@ use ipfs_accelerate_common::unixfs::{self, Profile};
 use serde_json::json;
 
 use crate::cli::{NamesCommand, PinCommand, StorageCommand};
-use crate::output::{AlreadyReported, Output};
-
-/// Inputs at least this large get a progress bar (on a terminal, without -Q/--json).
-const PROGRESS_MIN_BYTES: u64 = 8 << 20;
+use crate::output::{AlreadyReported, Bar, Output};
 
 pub async fn run(
     command: StorageCommand,
@@ -302,7 +298,7 @@ fn emit_push(
     Ok(())
 }
 
-fn profile_or_default(name: Option<&str>, config: &Config) -> anyhow::Result<Profile> {
+pub(crate) fn profile_or_default(name: Option<&str>, config: &Config) -> anyhow::Result<Profile> {
     match name {
         Some(name) => Ok(name.parse()?),
         None => Ok(config.storage().profile.value),
@@ -324,11 +320,8 @@ async fn add(
     out: &Output,
 ) -> anyhow::Result<()> {
     let AddRequest { profile, pin, name, remote_pin, cid_only } = request;
-    let bar = (!cid_only && !out.is_json()).then(progress_bar);
-    let progress = bar.clone().map(|bar| {
-        Arc::new(move |done: u64, total: Option<u64>| bar.update(done, total))
-            as ipfs_accelerate_common::store::Progress
-    });
+    let bar = (!cid_only && !out.is_json()).then(Bar::new);
+    let progress = bar.as_ref().map(Bar::callback);
     let options = AddOptions { profile, pin, name: name.clone(), progress };
     let input = if path == Path::new("-") {
         AddInput::Reader(Box::new(tokio::io::stdin()))
@@ -476,47 +469,4 @@ async fn ls(store: &Store, out: &Output) -> anyhow::Result<()> {
             );
         }
     })
-}
-
-/// A progress bar that appears only once the input is known to be large, and only on a
-/// terminal (indicatif hides itself otherwise).
-#[derive(Clone)]
-struct Bar(Arc<std::sync::OnceLock<indicatif::ProgressBar>>);
-
-fn progress_bar() -> Bar {
-    Bar(Arc::new(std::sync::OnceLock::new()))
-}
-
-impl Bar {
-    fn update(&self, done: u64, total: Option<u64>) {
-        if self.0.get().is_none()
-            && total.is_none_or(|t| t < PROGRESS_MIN_BYTES)
-            && done < PROGRESS_MIN_BYTES
-        {
-            return;
-        }
-        let bar = self.0.get_or_init(|| {
-            let bar = match total {
-                Some(total) => indicatif::ProgressBar::new(total),
-                None => indicatif::ProgressBar::new_spinner(),
-            };
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            let template = if total.is_some() {
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-            } else {
-                "{spinner} {bytes} {bytes_per_sec}"
-            };
-            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-                bar.set_style(style);
-            }
-            bar
-        });
-        bar.set_position(done);
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = self.0.get() {
-            bar.finish_and_clear();
-        }
-    }
 }

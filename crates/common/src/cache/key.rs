@@ -31,6 +31,22 @@ impl CacheKey {
         CacheKey::raw(namespace, &key)
     }
 
+    /// The key for `request` in `namespace` as the CID (raw, sha2-256) of its canonical JSON:
+    /// equal requests give equal keys, and a request of any size gives a short one.
+    ///
+    /// ```
+    /// use ipfs_accelerate_common::cache::CacheKey;
+    /// let key = CacheKey::content("worker", &serde_json::json!({"texts": ["a".repeat(100_000)]}))?;
+    /// assert!(key.key().starts_with("bafkrei") && key.key().len() < 64);
+    /// # Ok::<(), ipfs_accelerate_common::Error>(())
+    /// ```
+    pub fn content(namespace: &str, request: &Value) -> Result<CacheKey> {
+        let canonical = serde_jcs::to_string(request).map_err(|e| Error::InvalidCacheKey {
+            reason: format!("request is not canonicalisable JSON: {e}"),
+        })?;
+        CacheKey::raw(namespace, &crate::cid::raw_cid(canonical.as_bytes()).to_string())
+    }
+
     /// The Python original's key (`BaseAPICache.make_cache_key`): the CIDv1 (raw, sha2-256,
     /// base32) of `json.dumps({"operation", "args", "kwargs"}, sort_keys=True)`, so Rust and
     /// Python workers can share entries.

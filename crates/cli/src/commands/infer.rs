@@ -1,0 +1,165 @@
+//! `ipfs-accelerate infer …`: local inference on models from the registry.
+
+use std::io::Write;
+
+use anyhow::Context;
+use ipfs_accelerate_common::config::Config;
+use ipfs_accelerate_common::store::Store;
+use ipfs_accelerate_worker::text::{GenerateParams, Prompt};
+use ipfs_accelerate_worker::{Inference, Worker, WorkerConfig};
+use serde::Serialize;
+
+use crate::cli::{InferArgs, InferCommand, InferTextCommand};
+use crate::output::Output;
+
+pub async fn run(
+    args: InferArgs,
+    config: &Config,
+    quiet: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let mut settings = WorkerConfig::load(config.section("worker"))?;
+    settings.device = args.device.as_deref().map(device_name);
+    if args.no_cache {
+        settings.cache_results = false;
+    }
+    let worker = Worker::new(Store::open_config(config).await?, settings);
+    let model = args.model.as_deref();
+    match args.command {
+        InferCommand::Text(InferTextCommand::Embed {
+            mut texts,
+            text,
+            normalize,
+            no_normalize,
+        }) => {
+            texts.extend(text);
+            let normalize = match (normalize, no_normalize) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let result = worker.embed(model, texts.clone(), normalize).await?;
+            emit(&result, quiet, out, || {
+                let e = &result.output;
+                for (i, vector) in e.vectors.iter().enumerate() {
+                    let head: Vec<String> =
+                        vector.iter().take(6).map(|x| format!("{x:.5}")).collect();
+                    let cut = if e.truncated[i] { ", truncated" } else { "" };
+                    println!(
+                        "{}: [{}, …] ({} values, {} tokens{cut})",
+                        quote(&texts[i]),
+                        head.join(", "),
+                        e.dim,
+                        e.tokens[i]
+                    );
+                }
+            })
+        }
+        InferCommand::Text(InferTextCommand::Similarity { a, b }) => {
+            let result = worker.similarity(model, a, b).await?;
+            emit(&result, quiet, out, || println!("{:.4}", result.output.cosine))
+        }
+        InferCommand::Text(InferTextCommand::Generate {
+            prompt,
+            system,
+            max_tokens,
+            temperature,
+            top_p,
+            top_k,
+            repetition_penalty,
+            seed,
+            stop,
+            stream,
+            raw,
+        }) => {
+            let params = GenerateParams {
+                max_tokens,
+                temperature,
+                top_p: (top_p < 1.0).then_some(top_p),
+                top_k: (top_k > 0).then_some(top_k),
+                repetition_penalty,
+                repeat_last_n: 64,
+                seed,
+                stop,
+                raw,
+            };
+            let prompt = match system {
+                Some(system) => Prompt::Chat(vec![
+                    ipfs_accelerate_backends::Message::new("system", system),
+                    ipfs_accelerate_backends::Message::new("user", prompt),
+                ]),
+                None => Prompt::Text(prompt),
+            };
+            if stream && !out.is_json() {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(64);
+                let printer = tokio::spawn(async move {
+                    let mut stdout = std::io::stdout();
+                    while let Some(piece) = rx.recv().await {
+                        // A closed stdout (a pipe to `head`) stops the generation.
+                        if stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush()).is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                let result = worker.generate(model, prompt, params, Some(tx)).await;
+                printer.await.context("the output task failed")?;
+                let result = result?;
+                println!();
+                summary(&result, quiet);
+                Ok(())
+            } else {
+                let result = worker.generate(model, prompt, params, None).await?;
+                emit(&result, quiet, out, || println!("{}", result.output.text))
+            }
+        }
+    }
+}
+
+/// The Python original's `--hardware gpu|mps` spelled as our devices.
+fn device_name(value: &str) -> String {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "gpu" => "cuda".into(),
+        "mps" => "metal".into(),
+        other => other.to_string(),
+    }
+}
+
+fn emit<T: Serialize>(
+    result: &Inference<T>,
+    quiet: bool,
+    out: &Output,
+    human: impl FnOnce(),
+) -> anyhow::Result<()> {
+    out.emit(result, || {
+        human();
+        summary(result, quiet);
+    })
+}
+
+/// One line on stderr: model, device and why, cache, time.
+fn summary<T>(result: &Inference<T>, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let model = result.model.name.clone().unwrap_or_else(|| result.model.cid.clone());
+    let how = match (&result.device, &result.device_reason, result.cached) {
+        (_, _, true) => "cached result".to_string(),
+        (Some(device), Some(reason), _) => format!("{device} ({reason})"),
+        _ => "unknown device".to_string(),
+    };
+    let t = result.timings;
+    eprintln!(
+        "{model} [{}] · {how} · load {:.0} ms, queue {:.0} ms, run {:.0} ms",
+        result.skill, t.load_ms, t.queue_ms, t.run_ms
+    );
+}
+
+fn quote(text: &str) -> String {
+    let short: String = text.chars().take(40).collect();
+    if short.len() < text.len() {
+        format!("{short:?}…")
+    } else {
+        format!("{short:?}")
+    }
+}

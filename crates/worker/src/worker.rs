@@ -1,0 +1,678 @@
+//! The worker: runs skills on models from the registry.
+//!
+//! It owns the loaded models (endpoints), one per (model, task), kept while the memory budget
+//! allows and evicted least-recently-used when a new one needs the room (a model in use is
+//! never evicted; it is dropped when its last request ends). Each endpoint has a bounded
+//! queue and a concurrency limit: a request past the queue is refused with `QueueFull`, never
+//! left to pile up. A request whose caller stops waiting is cancelled at the skill's next
+//! step. The device comes from `ipfs-accelerate-install-depends`' selection (its reason goes
+//! into every result), and deterministic results are kept in the store's cache by (model
+//! CID, skill, input, parameters).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cid::Cid;
+use ipfs_accelerate_common::cache::{Cache, CacheConfig, CacheKey};
+use ipfs_accelerate_common::store::Store;
+use ipfs_accelerate_install_depends::report::{self, LoadOptions};
+use ipfs_accelerate_install_depends::select::{self, Needs, Overrides};
+use ipfs_accelerate_install_depends::{Backend, BuildInfo, Host};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{Error, Result};
+use crate::registry::{Model, Registry};
+use crate::skill::{
+    self, Cancel, Embeddings, GeneratedText, Loaded, ModelFiles, Similarity, Skill, Task,
+};
+use crate::text::{cosine, GenerateParams, Prompt};
+
+/// The cache namespace of inference results.
+pub const RESULTS_NAMESPACE: &str = "worker";
+/// Bumped when a skill's output for the same input may change: old results then miss.
+const RESULTS_VERSION: u32 = 1;
+
+/// The `[worker]` section of the config file:
+///
+/// ```toml
+/// [worker]
+/// memory_budget = "8GiB"        # loaded models; default: half the machine's memory
+/// queue_depth = 16              # requests waiting per model before QueueFull
+/// concurrency = 1               # requests running at once per model
+/// cache_results = true          # keep deterministic results in the store
+/// result_ttl = "30d"
+/// embed_model = "minilm"        # the model `infer text embed` uses by default
+/// generate_model = "smollm2-135m"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Bytes of loaded models (`8GiB` or a number); half the machine's memory when unset.
+    #[serde(default, with = "size_text")]
+    pub memory_budget: Option<u64>,
+    /// Requests waiting per model.
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
+    /// Requests running at once per model.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Keep deterministic results in the store's cache.
+    #[serde(default = "default_true")]
+    pub cache_results: bool,
+    /// How long a cached result is reused.
+    #[serde(
+        default = "default_result_ttl",
+        with = "ipfs_accelerate_common::config::duration_text"
+    )]
+    pub result_ttl: Duration,
+    /// The default embedding model (a name or CID).
+    #[serde(default = "default_embed_model")]
+    pub embed_model: String,
+    /// The default generation model (a name or CID).
+    #[serde(default = "default_generate_model")]
+    pub generate_model: String,
+    /// The device to run on (`auto`, `cpu`, `cuda`, `cuda:N`, `metal`) when
+    /// `IPFS_ACCELERATE_DEVICE` is not set: the CLI's `--device`, the flag form of that
+    /// variable (not read from the config file). A device that cannot be used is an error.
+    #[serde(skip)]
+    pub device: Option<String>,
+}
+
+fn default_queue_depth() -> usize {
+    16
+}
+fn default_concurrency() -> usize {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+fn default_result_ttl() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_embed_model() -> String {
+    "minilm".into()
+}
+fn default_generate_model() -> String {
+    "smollm2-135m".into()
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            memory_budget: None,
+            queue_depth: default_queue_depth(),
+            concurrency: default_concurrency(),
+            cache_results: true,
+            result_ttl: default_result_ttl(),
+            embed_model: default_embed_model(),
+            generate_model: default_generate_model(),
+            device: None,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The `[worker]` section (TOML text), or the defaults.
+    pub fn load(section: Option<&str>) -> Result<WorkerConfig> {
+        let config: WorkerConfig = match section {
+            Some(text) => toml::from_str(text)
+                .map_err(|e| Error::InvalidInput(format!("config [worker]: {e}")))?,
+            None => WorkerConfig::default(),
+        };
+        if config.concurrency == 0 {
+            return Err(Error::InvalidInput(
+                "config [worker]: concurrency must be at least 1".into(),
+            ));
+        }
+        Ok(config)
+    }
+}
+
+mod size_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub fn serialize<S: Serializer>(size: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match size {
+            Some(n) => s.serialize_u64(*n),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Size::deserialize(d)? {
+            Size::Bytes(n) => Ok(Some(n)),
+            Size::Text(t) => {
+                ipfs_accelerate_common::config::parse_size(&t).map(Some).ok_or_else(|| {
+                    serde::de::Error::custom(format!("{t:?} is not a size (8GiB, 500MB, bytes)"))
+                })
+            }
+        }
+    }
+}
+
+/// The backends this build has kernels for, as install-depends reports them.
+pub fn build_info() -> BuildInfo {
+    let mut compiled = Vec::new();
+    if cfg!(feature = "cuda") {
+        compiled.push(Backend::Cuda);
+    }
+    if cfg!(feature = "metal") {
+        compiled.push(Backend::Metal);
+    }
+    BuildInfo::new(env!("CARGO_PKG_VERSION"), &compiled)
+}
+
+/// Which model answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelRef {
+    /// The model's id.
+    pub cid: String,
+    /// Its name, when it has one.
+    pub name: Option<String>,
+}
+
+/// Where a request spent its time, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Timings {
+    /// Loading the model (0 when it was loaded already).
+    pub load_ms: f64,
+    /// Waiting for a turn on the model.
+    pub queue_ms: f64,
+    /// Running the skill.
+    pub run_ms: f64,
+}
+
+/// A result with what produced it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inference<T> {
+    /// The result.
+    pub output: T,
+    /// The model.
+    pub model: ModelRef,
+    /// The skill.
+    pub skill: &'static str,
+    /// The device it ran on (`None` when served from the result cache).
+    pub device: Option<String>,
+    /// Why that device.
+    pub device_reason: Option<String>,
+    /// Whether it came from the result cache.
+    pub cached: bool,
+    /// Timings.
+    pub timings: Timings,
+}
+
+/// A loaded model, as [`Worker::loaded`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadedModel {
+    /// The model's id.
+    pub cid: String,
+    /// The task it is loaded for.
+    pub task: Task,
+    /// Its resident bytes.
+    pub bytes: u64,
+    /// Requests on it now (running or queued).
+    pub in_use: usize,
+}
+
+/// Runs skills on models from a registry.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("budget", &self.inner.budget).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    registry: Registry,
+    cache: Cache,
+    config: WorkerConfig,
+    budget: u64,
+    placement: tokio::sync::OnceCell<Placement>,
+    endpoints: Mutex<HashMap<(Cid, Task), Arc<Slot>>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    endpoint: tokio::sync::OnceCell<Arc<Endpoint>>,
+}
+
+struct Endpoint {
+    loaded: Loaded,
+    bytes: u64,
+    /// Permits for running plus waiting requests.
+    admitted: Arc<Semaphore>,
+    /// Permits for running requests.
+    running: Arc<Semaphore>,
+    last_used: Mutex<Instant>,
+}
+
+#[derive(Clone)]
+struct Placement {
+    device: candle_core::Device,
+    name: String,
+    reason: String,
+}
+
+/// Sets the cancel flag when the request's future is dropped before the skill finished.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl Worker {
+    /// A worker over the models in `store`.
+    pub fn new(store: Store, config: WorkerConfig) -> Worker {
+        let budget = config.memory_budget.unwrap_or_else(|| {
+            match ipfs_accelerate_install_depends::memory_info() {
+                ipfs_accelerate_install_depends::Probed::Available { details } => {
+                    details.total_bytes / 2
+                }
+                ipfs_accelerate_install_depends::Probed::Unavailable { reason, .. } => {
+                    tracing::warn!(%reason, "memory size unknown; the worker's budget is 8 GiB");
+                    8 << 30
+                }
+            }
+        });
+        let cache = Cache::new(store.clone(), CacheConfig::default());
+        Worker {
+            inner: Arc::new(Inner {
+                registry: Registry::new(store),
+                cache,
+                config,
+                budget,
+                placement: tokio::sync::OnceCell::new(),
+                endpoints: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The registry it loads models from.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.inner.config
+    }
+
+    /// Bytes of loaded models it may hold.
+    pub fn memory_budget(&self) -> u64 {
+        self.inner.budget
+    }
+
+    /// The models loaded now.
+    pub fn loaded(&self) -> Vec<LoadedModel> {
+        let map = self.inner.endpoints.lock().map(|m| {
+            m.iter()
+                .filter_map(|((cid, task), slot)| {
+                    let endpoint = slot.endpoint.get()?;
+                    Some(LoadedModel {
+                        cid: cid.to_string(),
+                        task: *task,
+                        bytes: endpoint.bytes,
+                        in_use: Arc::strong_count(endpoint) - 1,
+                    })
+                })
+                .collect()
+        });
+        map.unwrap_or_default()
+    }
+
+    /// Embeds `texts` with `model` (the configured default when `None`).
+    pub async fn embed(
+        &self,
+        model: Option<&str>,
+        texts: Vec<String>,
+        normalize: Option<bool>,
+    ) -> Result<Inference<Embeddings>> {
+        let model = model.unwrap_or(&self.inner.config.embed_model).to_string();
+        let request = json!({ "texts": texts, "normalize": normalize });
+        self.run(&model, Task::TextEmbedding, "embed", request, true, move |loaded, cancel| {
+            match loaded {
+                Loaded::Embedder(m) => m.embed(&texts, normalize, cancel),
+                _ => Err(Error::Task("not an embedding model".into())),
+            }
+        })
+        .await
+    }
+
+    /// Cosine similarity of two texts' embeddings.
+    pub async fn similarity(
+        &self,
+        model: Option<&str>,
+        a: String,
+        b: String,
+    ) -> Result<Inference<Similarity>> {
+        let embedded = self.embed(model, vec![a, b], Some(true)).await?;
+        let vectors = &embedded.output.vectors;
+        let output = Similarity {
+            cosine: cosine(&vectors[0], &vectors[1]),
+            truncated: embedded.output.truncated.iter().any(|t| *t),
+        };
+        Ok(Inference {
+            output,
+            model: embedded.model,
+            skill: embedded.skill,
+            device: embedded.device,
+            device_reason: embedded.device_reason,
+            cached: embedded.cached,
+            timings: embedded.timings,
+        })
+    }
+
+    /// Generates text with `model` (the configured default when `None`). With `stream`, the
+    /// text is also sent there piece by piece as it becomes final (the pieces concatenate to
+    /// the returned text; a cached result arrives as one piece).
+    pub async fn generate(
+        &self,
+        model: Option<&str>,
+        prompt: Prompt,
+        params: GenerateParams,
+        stream: Option<mpsc::Sender<String>>,
+    ) -> Result<Inference<GeneratedText>> {
+        params.validate()?;
+        let model = model.unwrap_or(&self.inner.config.generate_model).to_string();
+        let request = json!({ "prompt": prompt, "params": params });
+        let cacheable = params.is_deterministic();
+        let sink = stream.clone();
+        let result = self
+            .run(
+                &model,
+                Task::TextGeneration,
+                "generate",
+                request,
+                cacheable,
+                move |loaded, cancel| {
+                    let Loaded::Generator(m) = loaded else {
+                        return Err(Error::Task("not a generation model".into()));
+                    };
+                    let mut on_text = |piece: &str| match &sink {
+                        // A receiver gone means the caller stopped listening: stop generating.
+                        Some(tx) => {
+                            tx.blocking_send(piece.to_string()).map_err(|_| Error::Cancelled)
+                        }
+                        None => Ok(()),
+                    };
+                    m.generate(&prompt, &params, cancel, &mut on_text).map(|(text, _)| text)
+                },
+            )
+            .await?;
+        if result.cached {
+            if let Some(tx) = stream {
+                tx.send(result.output.text.clone()).await.map_err(|_| Error::Cancelled)?;
+            }
+        }
+        Ok(result)
+    }
+
+    /// The common path: resolve, cache lookup, load, queue, run, cache store.
+    async fn run<T>(
+        &self,
+        name: &str,
+        task: Task,
+        operation: &str,
+        request: serde_json::Value,
+        cacheable: bool,
+        job: impl FnOnce(&Loaded, &Cancel) -> Result<T> + Send + 'static,
+    ) -> Result<Inference<T>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let model = self.inner.registry.resolve(name).await?;
+        let skill = skill::find(task, name, &model.manifest)?;
+        let info = skill.info();
+        let model_ref = ModelRef { cid: model.cid.to_string(), name: model.names.first().cloned() };
+        let key = (cacheable && self.inner.config.cache_results)
+            .then(|| {
+                let identity = json!({
+                    "version": RESULTS_VERSION,
+                    "operation": operation,
+                    "skill": info.name,
+                    "model": model.cid.to_string(),
+                    "request": request,
+                });
+                CacheKey::content(RESULTS_NAMESPACE, &identity)
+                    .inspect_err(|e| tracing::warn!(error = %e, "result not cacheable"))
+                    .ok()
+            })
+            .flatten();
+        if let Some(key) = &key {
+            match self.inner.cache.get_json::<T>(key).await {
+                Ok(Some(output)) => {
+                    return Ok(Inference {
+                        output,
+                        model: model_ref,
+                        skill: info.name,
+                        device: None,
+                        device_reason: None,
+                        cached: true,
+                        timings: Timings::default(),
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "result cache unreadable; running the model"),
+            }
+        }
+
+        let started = Instant::now();
+        let (endpoint, placement) = self.endpoint(&model, task, skill).await?;
+        let load_ms = ms(started.elapsed());
+        let admitted = Arc::clone(&endpoint.admitted).try_acquire_owned().map_err(|_| {
+            Error::QueueFull { model: model.label(), depth: self.inner.config.queue_depth }
+        })?;
+        let queued = Instant::now();
+        let running: OwnedSemaphorePermit = Arc::clone(&endpoint.running)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Task("the model was closed".into()))?;
+        let queue_ms = ms(queued.elapsed());
+
+        let cancel = Cancel::new();
+        let guard = CancelOnDrop(cancel.clone());
+        let ran = Instant::now();
+        let worker_endpoint = Arc::clone(&endpoint);
+        let span = tracing::info_span!("skill", skill = info.name, model = %model.cid);
+        let output = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
+            // The permits live as long as the skill does, even if the caller stopped waiting.
+            let _permits = (admitted, running);
+            job(&worker_endpoint.loaded, &cancel)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        drop(guard);
+        let run_ms = ms(ran.elapsed());
+        if let Ok(mut last) = endpoint.last_used.lock() {
+            *last = Instant::now();
+        }
+
+        if let Some(key) = &key {
+            let ttl = Some(self.inner.config.result_ttl);
+            if let Err(e) = self.inner.cache.put_json(key, &output, ttl).await {
+                tracing::warn!(error = %e, "result cache not writable; result not kept");
+            }
+        }
+        Ok(Inference {
+            output,
+            model: model_ref,
+            skill: info.name,
+            device: Some(placement.name.clone()),
+            device_reason: Some(placement.reason.clone()),
+            cached: false,
+            timings: Timings { load_ms, queue_ms, run_ms },
+        })
+    }
+
+    /// The endpoint of (model, task), loading it (once, whoever asks at the same time) if
+    /// needed.
+    async fn endpoint(
+        &self,
+        model: &Model,
+        task: Task,
+        skill: &'static dyn Skill,
+    ) -> Result<(Arc<Endpoint>, Placement)> {
+        let key = (model.cid, task);
+        let slot = {
+            let mut map = self
+                .inner
+                .endpoints
+                .lock()
+                .map_err(|_| Error::Task("endpoint map poisoned".into()))?;
+            Arc::clone(map.entry(key).or_default())
+        };
+        let placement = self.placement().await?;
+        let endpoint =
+            slot.endpoint.get_or_try_init(|| self.load(model, task, skill, &placement)).await?;
+        if let Ok(mut last) = endpoint.last_used.lock() {
+            *last = Instant::now();
+        }
+        Ok((Arc::clone(endpoint), placement))
+    }
+
+    async fn load(
+        &self,
+        model: &Model,
+        task: Task,
+        skill: &'static dyn Skill,
+        placement: &Placement,
+    ) -> Result<Arc<Endpoint>> {
+        let paths = skill.files(&model.manifest);
+        let estimate: u64 =
+            paths.iter().filter_map(|p| model.manifest.files.get(p)).map(|f| f.size).sum();
+        if estimate > self.inner.budget {
+            return Err(Error::OverBudget {
+                model: model.label(),
+                needed: estimate,
+                budget: self.inner.budget,
+            });
+        }
+        self.make_room(estimate, (model.cid, task));
+        let mut files = std::collections::BTreeMap::new();
+        for path in paths {
+            let bytes = self.inner.registry.read_file(model, &path).await?;
+            files.insert(path, bytes);
+        }
+        let manifest = model.manifest.clone();
+        let device = placement.device.clone();
+        let started = Instant::now();
+        let loaded = tokio::task::spawn_blocking(move || {
+            skill.load(&manifest, ModelFiles::new(files), &device)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        let bytes = loaded.memory_bytes();
+        tracing::info!(model = %model.cid, skill = skill.info().name, bytes, elapsed = ?started.elapsed(), "model loaded");
+        let depth = self.inner.config.queue_depth + self.inner.config.concurrency;
+        Ok(Arc::new(Endpoint {
+            loaded,
+            bytes,
+            admitted: Arc::new(Semaphore::new(depth)),
+            running: Arc::new(Semaphore::new(self.inner.config.concurrency)),
+            last_used: Mutex::new(Instant::now()),
+        }))
+    }
+
+    /// Evicts idle endpoints, least recently used first, until `needed` more bytes fit.
+    fn make_room(&self, needed: u64, keep: (Cid, Task)) {
+        let Ok(mut map) = self.inner.endpoints.lock() else { return };
+        loop {
+            let loaded: u64 = map.values().filter_map(|s| s.endpoint.get()).map(|e| e.bytes).sum();
+            if loaded + needed <= self.inner.budget {
+                return;
+            }
+            let idle = map
+                .iter()
+                .filter(|(key, _)| **key != keep)
+                .filter_map(|(key, slot)| {
+                    let endpoint = slot.endpoint.get()?;
+                    // Only the slot holds an idle endpoint (and the caller, if it took the slot).
+                    (Arc::strong_count(endpoint) == 1).then(|| {
+                        (*key, endpoint.last_used.lock().map_or_else(|_| Instant::now(), |t| *t))
+                    })
+                })
+                .min_by_key(|(_, used)| *used);
+            match idle {
+                Some((key, _)) => {
+                    tracing::info!(model = %key.0, task = %key.1, "unloading to make room");
+                    map.remove(&key);
+                }
+                None => {
+                    tracing::warn!(
+                        needed,
+                        budget = self.inner.budget,
+                        "over the memory budget: every loaded model is in use"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The device, selected once per worker.
+    async fn placement(&self) -> Result<Placement> {
+        self.inner
+            .placement
+            .get_or_try_init(|| async {
+                let host = Host::current();
+                let build = build_info();
+                let report =
+                    report::load(&self.inner.cache, &host, &build, &LoadOptions::default())
+                        .await
+                        .map_err(|e| Error::Device(format!("hardware report: {e}")))?;
+                let mut backends = vec![Backend::Cpu];
+                backends
+                    .extend([Backend::Cuda, Backend::Metal].into_iter().filter(|b| build.has(*b)));
+                let needs = Needs { backends, ..Needs::default() };
+                let mut overrides = Overrides::from_host(&host);
+                if overrides.device.is_none() {
+                    overrides.device.clone_from(&self.inner.config.device);
+                }
+                let selection = select::select(&report.report, &build, &needs, &overrides)
+                    .map_err(|e| Error::Device(e.to_string()))?;
+                let device = candle_device(selection.device)?;
+                Ok(Placement {
+                    device,
+                    name: selection.device.to_string(),
+                    reason: selection.reason,
+                })
+            })
+            .await
+            .cloned()
+    }
+}
+
+fn candle_device(
+    device: ipfs_accelerate_install_depends::select::Device,
+) -> Result<candle_core::Device> {
+    use ipfs_accelerate_install_depends::select::Device as D;
+    let unavailable = |e: candle_core::Error| Error::Device(format!("{device}: {e}"));
+    match device {
+        D::Cpu => Ok(candle_core::Device::Cpu),
+        D::Cuda(ordinal) => candle_core::Device::new_cuda(ordinal as usize).map_err(unavailable),
+        D::Metal => candle_core::Device::new_metal(0).map_err(unavailable),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
