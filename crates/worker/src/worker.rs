@@ -255,6 +255,8 @@ struct Slot {
 struct Endpoint {
     loaded: Loaded,
     bytes: u64,
+    /// Running plus waiting requests allowed.
+    depth: usize,
     /// Permits for running plus waiting requests.
     admitted: Arc<Semaphore>,
     /// Permits for running requests.
@@ -330,7 +332,7 @@ impl Worker {
                         cid: cid.to_string(),
                         task: *task,
                         bytes: endpoint.bytes,
-                        in_use: Arc::strong_count(endpoint) - 1,
+                        in_use: endpoint.depth - endpoint.admitted.available_permits(),
                     })
                 })
                 .collect()
@@ -586,6 +588,7 @@ impl Worker {
         Ok(Arc::new(Endpoint {
             loaded,
             bytes,
+            depth,
             admitted: Arc::new(Semaphore::new(depth)),
             running: Arc::new(Semaphore::new(self.inner.config.concurrency)),
             last_used: Mutex::new(Instant::now()),
