@@ -125,7 +125,7 @@ fn block_files(dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .map(|(path, bytes)| (bytes.len() as u64, path))
         .collect();
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
     files.into_iter().map(|(_, p)| p).collect()
 }
 
