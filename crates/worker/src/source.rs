@@ -364,10 +364,10 @@ fn disk_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
             let rel = format!("{prefix}{name}");
             let meta = metadata(&full).map_err(|e| refuse(format!("{}: {e}", full.display())))?;
             // storage-audit: allow(inspects metadata already read; no disk access)
-            if meta.is_dir() {
+            let (is_dir, is_file) = (meta.is_dir(), meta.is_file());
+            if is_dir {
                 pending.push((full, format!("{rel}/")));
-            // storage-audit: allow(inspects metadata already read; no disk access)
-            } else if meta.is_file() {
+            } else if is_file {
                 files.insert(rel, full);
             }
         }
