@@ -372,10 +372,20 @@ fn disk_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
             }
         }
     }
-    if files.contains_key(MANIFEST_FILE) {
-        return Err(refuse(format!(
-            "it has a {MANIFEST_FILE} of its own, the name the registry keeps its manifest under"
-        )));
+    if let Some(path) = files.get(MANIFEST_FILE) {
+        // An exported model carries our manifest: it is made anew from the files. Any other
+        // file of that name would be shadowed, so it is refused.
+        let ours = read_all(path).ok().and_then(|bytes| {
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .filter(|v| v["kind"] == manifest::KIND)
+        });
+        if ours.is_none() {
+            return Err(refuse(format!(
+                "it has a {MANIFEST_FILE} of its own, the name the registry keeps its manifest under"
+            )));
+        }
+        files.remove(MANIFEST_FILE);
     }
     Ok(files)
 }
