@@ -63,7 +63,11 @@ fn authorised(hub: &Hub, headers: &HeaderMap) -> bool {
     }
 }
 
-async fn info(State(hub): State<Shared>, Path((org, name, rev)): Path<(String, String, String)>, headers: HeaderMap) -> Response {
+async fn info(
+    State(hub): State<Shared>,
+    Path((org, name, rev)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
     if !authorised(&hub, &headers) {
         return (StatusCode::UNAUTHORIZED, "Access to this model is restricted").into_response();
     }
@@ -109,7 +113,10 @@ async fn resolve(
         Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
     });
     match range {
-        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, bytes[start..=end.min(bytes.len() - 1)].to_vec()).into_response(),
+        Some((start, end)) => {
+            (StatusCode::PARTIAL_CONTENT, bytes[start..=end.min(bytes.len() - 1)].to_vec())
+                .into_response()
+        }
         None => bytes.into_response(),
     }
 }
@@ -168,15 +175,25 @@ fn a_file_that_fails_its_checksum_stores_nothing() {
 #[test]
 fn gated_and_missing_repositories_say_what_to_do() {
     rt().block_on(async {
-        let endpoint = serve(Hub { files: minilm_files(), token: Some("hf_test".into()), ..Hub::default() }).await;
+        let endpoint =
+            serve(Hub { files: minilm_files(), token: Some("hf_test".into()), ..Hub::default() })
+                .await;
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::new(Store::open(dir.path(), StoreOptions::default()).await.unwrap());
+        let registry =
+            Registry::new(Store::open(dir.path(), StoreOptions::default()).await.unwrap());
         let err = hub::pull(&registry, REPO, options(&endpoint)).await.unwrap_err();
         assert!(matches!(&err, Error::Hub { reason, .. } if reason.contains("HF_TOKEN")), "{err}");
         let err = hub::pull(&registry, "nobody/nothing", options(&endpoint)).await.unwrap_err();
-        assert!(err.to_string().contains("HTTP 401") || err.to_string().contains("HTTP 404"), "{err}");
-        let with_token = PullOptions::from_env(|v| (v == "HF_TOKEN").then(|| "hf_test".to_string()));
-        let pulled = hub::pull(&registry, REPO, PullOptions { endpoint: endpoint.clone(), ..with_token }).await.unwrap();
+        assert!(
+            err.to_string().contains("HTTP 401") || err.to_string().contains("HTTP 404"),
+            "{err}"
+        );
+        let with_token =
+            PullOptions::from_env(|v| (v == "HF_TOKEN").then(|| "hf_test".to_string()));
+        let pulled =
+            hub::pull(&registry, REPO, PullOptions { endpoint: endpoint.clone(), ..with_token })
+                .await
+                .unwrap();
         assert_eq!(pulled.names, ["all-minilm-l6-v2"]);
         let err = hub::pull(&registry, "not-a-repo", options(&endpoint)).await.unwrap_err();
         assert!(matches!(err, Error::InvalidInput(_)), "{err}");

