@@ -434,7 +434,7 @@ mod tests {
     fn pieces_concatenate_to_the_text_and_stop_before_the_stop_sequence() {
         let (pieces, text, matched) =
             run(&["\n\n"], &["Paris", "Paris is", "Paris is\n", "Paris is\n\nextra"]);
-        assert_eq!(text, "Paris is\n");
+        assert_eq!(text, "Paris is");
         assert_eq!(pieces.concat(), text);
         assert_eq!(matched.as_deref(), Some("\n\n"));
     }
