@@ -13,6 +13,7 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::quantized_llama::ModelWeights;
@@ -218,6 +219,11 @@ impl TextGenerator {
             .collect();
         stop_ids.dedup();
         let context = number(&format!("{arch}.context_length")).unwrap_or(2048) as usize;
+        let (content, mut reader) = if device.is_cpu() {
+            requantize_for_cpu(name, content, reader)?
+        } else {
+            (content, reader)
+        };
         let weights = ModelWeights::from_gguf(content, &mut reader, device)
             .map_err(|e| Error::invalid_file(name, format!("its weights do not load: {e}")))?;
         Ok(TextGenerator {
@@ -343,6 +349,44 @@ impl TextGenerator {
         let stats = GenerationStats { prompt: prompt_time, decode: decoding.elapsed() };
         Ok((GeneratedText { text, finish_reason: finish, stop_sequence, usage }, stats))
     }
+}
+
+/// candle's CPU kernels for Q4_1 are scalar, its Q8_0 kernels vectorised (AVX2, AVX-512 VNNI),
+/// so on the CPU Q4_1 weights are re-quantised to Q8_0 as they load: each Q4_1 value is kept to
+/// within half a Q8_0 step (1/254 of its block's largest magnitude), at twice the bytes.
+fn requantize_for_cpu(
+    name: &str,
+    content: gguf_file::Content,
+    mut reader: Cursor<Vec<u8>>,
+) -> Result<(gguf_file::Content, Cursor<Vec<u8>>)> {
+    if !content.tensor_infos.values().any(|t| t.ggml_dtype == GgmlDType::Q4_1) {
+        return Ok((content, reader));
+    }
+    let invalid = |e: candle_core::Error| Error::invalid_file(name, format!("re-quantising: {e}"));
+    let mut tensors = Vec::with_capacity(content.tensor_infos.len());
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    for tensor in names {
+        let mut q = content.tensor(&mut reader, tensor, &Device::Cpu).map_err(invalid)?;
+        if q.dtype() == GgmlDType::Q4_1 {
+            let values = q.dequantize(&Device::Cpu).map_err(invalid)?;
+            q = QTensor::quantize(&values, GgmlDType::Q8_0).map_err(invalid)?;
+        }
+        tensors.push((tensor.as_str(), q));
+    }
+    // The writer aligns to its own default; a stated alignment would misplace the tensors.
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != "general.alignment")
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, q)| (*n, q)).collect();
+    let mut out = Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &metadata, &tensor_refs).map_err(invalid)?;
+    out.set_position(0);
+    let rewritten = gguf_file::Content::read(&mut out).map_err(invalid)?;
+    Ok((rewritten, out))
 }
 
 /// Turns the growing decoded text into final pieces: holds back what a stop sequence could
