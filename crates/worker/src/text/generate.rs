@@ -224,6 +224,8 @@ impl TextGenerator {
         } else {
             (content, reader)
         };
+        // What stays resident: the weights as loaded (re-quantised ones are larger).
+        let size = size.max(reader.get_ref().len() as u64);
         let weights = ModelWeights::from_gguf(content, &mut reader, device)
             .map_err(|e| Error::invalid_file(name, format!("its weights do not load: {e}")))?;
         Ok(TextGenerator {
