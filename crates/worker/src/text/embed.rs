@@ -154,6 +154,8 @@ impl TextEmbedder {
 
         let mut tokenizer = Tokenizer::from_bytes(files.take("tokenizer.json")?)
             .map_err(|e| Error::invalid_file("tokenizer.json", e))?;
+        // Padding is ours (per batch, under the mask); keep the tokenizer's pad id.
+        let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id);
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -163,7 +165,6 @@ impl TextEmbedder {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::invalid_file("tokenizer.json", e))?;
-        let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id);
 
         let weights = files.take(&manifest.weights)?;
         let bytes = weights.len() as u64;
