@@ -28,25 +28,13 @@ pub struct Manifest {
     pub kind: String,
     /// Always [`SCHEMA`] for manifests this code writes.
     pub schema: u32,
-    /// The model family: `config.json`'s `model_type` (`bert`), or GGUF's
-    /// `general.architecture` (`llama`).
-    pub family: String,
-    /// The architecture: `config.json`'s `architectures[0]` (`BertModel`), or the GGUF family.
-    pub architecture: String,
-    /// How the weights are stored.
-    pub format: Format,
-    /// The weights' dominant element type (`F32`, `F16`, `Q4_1`, …).
-    pub dtype: Option<String>,
-    /// Parameter count, when the weights' header says.
-    pub parameters: Option<u64>,
-    /// The weights file the skills load (path inside the model).
-    pub weights: String,
+    /// What the model is.
+    #[serde(flatten)]
+    pub info: ModelInfo,
     /// Every file of the model but the manifest, by path.
     pub files: BTreeMap<String, FileEntry>,
     /// Where it was imported from.
     pub source: Source,
-    /// The license, when the source says.
-    pub license: Option<String>,
 }
 
 /// One file of a model.
@@ -142,10 +130,10 @@ impl Manifest {
                 manifest.schema
             )));
         }
-        if !manifest.files.contains_key(&manifest.weights) {
+        if !manifest.files.contains_key(&manifest.info.weights) {
             return Err(not_a_model(format!(
                 "{MANIFEST_FILE} names weights {:?}, which it does not list",
-                manifest.weights
+                manifest.info.weights
             )));
         }
         Ok(manifest)
@@ -154,27 +142,28 @@ impl Manifest {
     /// The CID of file `path`, or an error naming the model.
     pub fn file(&self, path: &str) -> Result<&FileEntry> {
         self.files.get(path).ok_or_else(|| {
-            Error::invalid_file(path, format!("the {} model has no such file", self.family))
+            Error::invalid_file(path, format!("the {} model has no such file", self.info.family))
         })
     }
 }
 
-/// What the files of a model say about it, read before anything is stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detected {
-    /// See [`Manifest::family`].
+/// What a model is, as its files say (read before anything is stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// The model family: `config.json`'s `model_type` (`bert`), or GGUF's
+    /// `general.architecture` (`llama`).
     pub family: String,
-    /// See [`Manifest::architecture`].
+    /// The architecture: `config.json`'s `architectures[0]` (`BertModel`), or the GGUF family.
     pub architecture: String,
-    /// See [`Manifest::format`].
+    /// How the weights are stored.
     pub format: Format,
-    /// See [`Manifest::dtype`].
+    /// The weights' dominant element type (`F32`, `F16`, `Q4_1`, …).
     pub dtype: Option<String>,
-    /// See [`Manifest::parameters`].
+    /// Parameter count, when the weights' header says.
     pub parameters: Option<u64>,
-    /// See [`Manifest::weights`].
+    /// The weights file the skills load (path inside the model).
     pub weights: String,
-    /// A license the files state (GGUF `general.license`).
+    /// The license, when the source says.
     pub license: Option<String>,
 }
 
@@ -201,7 +190,7 @@ pub fn read_gguf<R: Read + Seek>(file: &str, reader: &mut R) -> Result<gguf_file
 }
 
 /// What a GGUF header says about its model.
-pub fn detect_gguf(file: &str, content: &gguf_file::Content) -> Result<Detected> {
+pub fn detect_gguf(file: &str, content: &gguf_file::Content) -> Result<ModelInfo> {
     let text = |key: &str| content.metadata.get(key).and_then(|v| v.to_string().ok()).cloned();
     let family = text("general.architecture")
         .ok_or_else(|| Error::invalid_file(file, "GGUF without general.architecture"))?;
@@ -212,7 +201,7 @@ pub fn detect_gguf(file: &str, content: &gguf_file::Content) -> Result<Detected>
         parameters += n;
         *by_type.entry(format!("{:?}", info.ggml_dtype)).or_default() += n;
     }
-    Ok(Detected {
+    Ok(ModelInfo {
         architecture: family.clone(),
         family,
         format: Format::Gguf,
@@ -228,7 +217,7 @@ pub fn detect_hf(
     config: &[u8],
     weights: &str,
     safetensors_header: Option<&[u8]>,
-) -> Result<Detected> {
+) -> Result<ModelInfo> {
     let config: serde_json::Value = serde_json::from_slice(config)
         .map_err(|e| Error::invalid_file("config.json", format!("not JSON: {e}")))?;
     let family = config
@@ -251,7 +240,7 @@ pub fn detect_hf(
         dtype = dominant(types).or(dtype);
         parameters = Some(count);
     }
-    Ok(Detected {
+    Ok(ModelInfo {
         family,
         architecture,
         format,

@@ -16,7 +16,7 @@ use ipfs_accelerate_common::unixfs::Profile;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::manifest::{Detected, FileEntry, Manifest, Source, KIND, MANIFEST_FILE, SCHEMA};
+use crate::manifest::{FileEntry, Manifest, ModelInfo, Source, KIND, MANIFEST_FILE, SCHEMA};
 use crate::source::{self, SourceFile, SourceOptions};
 
 /// The `Names` namespace of model names.
@@ -135,7 +135,7 @@ impl Registry {
     pub(crate) async fn store_model(
         &self,
         entries: Vec<TreeEntry>,
-        detected: Detected,
+        detected: ModelInfo,
         source: Source,
         options: ImportOptions,
     ) -> Result<Model> {
@@ -150,18 +150,12 @@ impl Registry {
             let manifest = Manifest {
                 kind: KIND.to_string(),
                 schema: SCHEMA,
-                family: detected.family,
-                architecture: detected.architecture,
-                format: detected.format,
-                dtype: detected.dtype,
-                parameters: detected.parameters,
-                weights: detected.weights,
+                info: detected,
                 files: files
                     .iter()
                     .map(|f| (f.path.clone(), FileEntry { cid: f.cid, size: f.size }))
                     .collect(),
                 source,
-                license: detected.license,
             };
             let json = serde_json::to_vec_pretty(&manifest)
                 .map_err(|e| ipfs_accelerate_common::Error::Task(format!("manifest: {e}")))?;
@@ -182,7 +176,7 @@ impl Registry {
             .ok()
             .and_then(|mut slot| slot.take())
             .ok_or_else(|| Error::Task("the manifest was not built".into()))?;
-        tracing::info!(model = %added.root, name = %name.name(), family = %manifest.family, "imported");
+        tracing::info!(model = %added.root, name = %name.name(), family = %manifest.info.family, "imported");
         let names = self.names_of(&added.root).await?;
         Ok(Model { cid: added.root, names, manifest })
     }

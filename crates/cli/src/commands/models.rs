@@ -58,9 +58,9 @@ pub async fn run(
                     Ok(m) => json!({
                         "name": name,
                         "cid": m.cid.to_string(),
-                        "family": m.manifest.family,
-                        "format": m.manifest.format,
-                        "dtype": m.manifest.dtype,
+                        "family": m.manifest.info.family,
+                        "format": m.manifest.info.format,
+                        "dtype": m.manifest.info.dtype,
                         "bytes": size(m),
                     }),
                     Err(e) => json!({ "name": name, "error": e.to_string(), "kind": e.kind() }),
@@ -75,8 +75,8 @@ pub async fn run(
                         Ok(m) => println!(
                             "{name:<20} {} {:<8} {:<12} {:>10}",
                             m.cid,
-                            m.manifest.family,
-                            m.manifest.format.name(),
+                            m.manifest.info.family,
+                            m.manifest.info.format.name(),
                             human_bytes(size(m))
                         ),
                         Err(e) => println!("{name:<20} unusable: {e}"),
@@ -99,16 +99,16 @@ pub async fn run(
                     "names     {}",
                     if model.names.is_empty() { "-".into() } else { model.names.join(", ") }
                 );
-                println!("family    {} ({})", m.family, m.architecture);
+                println!("family    {} ({})", m.info.family, m.info.architecture);
                 println!(
                     "format    {}{}",
-                    m.format.name(),
-                    m.dtype.as_ref().map(|d| format!(", {d}")).unwrap_or_default()
+                    m.info.format.name(),
+                    m.info.dtype.as_ref().map(|d| format!(", {d}")).unwrap_or_default()
                 );
-                if let Some(n) = m.parameters {
+                if let Some(n) = m.info.parameters {
                     println!("params    {n}");
                 }
-                println!("license   {}", m.license.as_deref().unwrap_or("unknown"));
+                println!("license   {}", m.info.license.as_deref().unwrap_or("unknown"));
                 println!("source    {}", serde_json::to_string(&m.source).unwrap_or_default());
                 println!(
                     "skills    {}",
@@ -116,7 +116,7 @@ pub async fn run(
                 );
                 println!("files");
                 for (path, file) in &m.files {
-                    let marker = if *path == m.weights { " (weights)" } else { "" };
+                    let marker = if *path == m.info.weights { " (weights)" } else { "" };
                     println!("  {} {:>10}  {path}{marker}", file.cid, human_bytes(file.size));
                 }
             })
@@ -203,8 +203,8 @@ fn report_imported(model: &Model, quiet: bool, out: &Output) -> anyhow::Result<(
             eprintln!(
                 "imported {} ({} {}, {} files, {}) as {}",
                 model.label(),
-                m.family,
-                m.format.name(),
+                m.info.family,
+                m.info.format.name(),
                 m.files.len(),
                 human_bytes(size(model)),
                 model.names.iter().map(|n| format!("models/{n}")).collect::<Vec<_>>().join(", ")

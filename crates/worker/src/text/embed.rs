@@ -42,11 +42,11 @@ impl Skill for EmbeddingSkill {
     }
 
     fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        if manifest.family != "bert" {
-            return Err(format!("runs BERT models, not {}", manifest.family));
+        if manifest.info.family != "bert" {
+            return Err(format!("runs BERT models, not {}", manifest.info.family));
         }
-        if manifest.format != Format::Safetensors {
-            return Err(format!("loads safetensors weights, not {}", manifest.format.name()));
+        if manifest.info.format != Format::Safetensors {
+            return Err(format!("loads safetensors weights, not {}", manifest.info.format.name()));
         }
         for needed in ["config.json", "tokenizer.json"] {
             if !manifest.files.contains_key(needed) {
@@ -57,8 +57,11 @@ impl Skill for EmbeddingSkill {
     }
 
     fn files(&self, manifest: &Manifest) -> Vec<String> {
-        let mut files =
-            vec!["config.json".to_string(), "tokenizer.json".to_string(), manifest.weights.clone()];
+        let mut files = vec![
+            "config.json".to_string(),
+            "tokenizer.json".to_string(),
+            manifest.info.weights.clone(),
+        ];
         files.extend(
             PIPELINE_FILES
                 .iter()
@@ -166,13 +169,13 @@ impl TextEmbedder {
             }))
             .map_err(|e| Error::invalid_file("tokenizer.json", e))?;
 
-        let weights = files.take(&manifest.weights)?;
+        let weights = files.take(&manifest.info.weights)?;
         let bytes = weights.len() as u64;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
-            .map_err(|e| Error::invalid_file(&manifest.weights, e))?;
+            .map_err(|e| Error::invalid_file(&manifest.info.weights, e))?;
         let model = BertModel::load(vb, &config).map_err(|e| {
             Error::invalid_file(
-                &manifest.weights,
+                &manifest.info.weights,
                 format!("not the BERT weights config.json describes: {e}"),
             )
         })?;

@@ -47,22 +47,22 @@ impl Skill for GenerationSkill {
     }
 
     fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        if manifest.format != Format::Gguf {
-            return Err(format!("loads GGUF files, not {}", manifest.format.name()));
+        if manifest.info.format != Format::Gguf {
+            return Err(format!("loads GGUF files, not {}", manifest.info.format.name()));
         }
-        if manifest.family != "llama" {
-            return Err(format!("runs the llama architecture, not {}", manifest.family));
+        if manifest.info.family != "llama" {
+            return Err(format!("runs the llama architecture, not {}", manifest.info.family));
         }
         Ok(())
     }
 
     fn files(&self, manifest: &Manifest) -> Vec<String> {
-        vec![manifest.weights.clone()]
+        vec![manifest.info.weights.clone()]
     }
 
     fn load(&self, manifest: &Manifest, mut files: ModelFiles, device: &Device) -> Result<Loaded> {
-        let bytes = files.take(&manifest.weights)?;
-        let model = TextGenerator::load(&manifest.weights, bytes, device)?;
+        let bytes = files.take(&manifest.info.weights)?;
+        let model = TextGenerator::load(&manifest.info.weights, bytes, device)?;
         Ok(Loaded::Generator(std::sync::Arc::new(model)))
     }
 }
