@@ -383,15 +383,18 @@ print(json.dumps({"prompt_tokens": n_prompt, "prompt_tokens_per_sec": best_promp
                   "decode_tokens_per_sec": best_decode, "completion_tokens": tokens}))
 "#;
 
-/// `cargo xtask bench worker`: in one run, with the same thread count for every contender —
-/// candle's f32 matmul peak on this machine; MiniLM embeddings (sentences/s at batch 1 and
-/// 32, and the compute efficiency they imply: model FLOPs × rate ÷ the matmul peak; target
-/// ≥ 50%); SmolLM2-135M Q4_1 prompt and decode tokens/s against llama.cpp on the same GGUF
-/// (target: decode ≥ 0.8× llama.cpp).
+/// `cargo xtask bench worker`: in one run, at one thread and at every core (or `--threads
+/// N`), each contender at the same thread count — candle's f32 matmul peak on this machine;
+/// MiniLM embeddings (sentences/s at batch 1 and 32, and the compute efficiency they imply:
+/// model FLOPs × rate ÷ the matmul peak at that thread count; target ≥ 50%); SmolLM2-135M
+/// prompt and decode tokens/s against llama.cpp on the same GGUF and prompt (target: decode
+/// ≥ 0.8× llama.cpp).
 fn worker(args: &[String]) -> anyhow::Result<()> {
-    let threads = match args {
-        [] => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        [flag, n] if flag == "--threads" => n.parse().context("--threads takes a number")?,
+    let all = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let counts: Vec<usize> = match args {
+        [] if all > 1 => vec![1, all],
+        [] => vec![1],
+        [flag, n] if flag == "--threads" => vec![n.parse().context("--threads takes a number")?],
         _ => bail!("usage: cargo xtask bench worker [--threads N]"),
     };
     let root = crate::service::workspace_root()?;
@@ -420,79 +423,76 @@ fn worker(args: &[String]) -> anyhow::Result<()> {
         ],
     )?;
 
-    eprintln!(
-        "bench: candle matmul peak, MiniLM embeddings, SmolLM2 generation ({threads} threads)"
-    );
-    let output = Command::new(root.join("target/release/examples/workerbench"))
-        .arg(&minilm)
-        .arg(&smollm2)
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !output.status.success() {
-        bail!("workerbench failed");
+    let mut runs = Vec::new();
+    for threads in counts {
+        eprintln!("bench: candle matmul peak, MiniLM, SmolLM2 ({threads} threads)");
+        let output = Command::new(root.join("target/release/examples/workerbench"))
+            .arg(&minilm)
+            .arg(&smollm2)
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !output.status.success() {
+            bail!("workerbench failed");
+        }
+        let ours: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let prompt = ours["prompt"].as_str().context("workerbench printed no prompt")?;
+        eprintln!("bench: llama.cpp on the same GGUF ({threads} threads)");
+        let output = Command::new(crate::servers::llama_python(&root))
+            .args(["-c", LLAMA_BENCH])
+            .arg(crate::servers::smollm2_gguf(&root))
+            .arg(threads.to_string())
+            .arg(prompt)
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !output.status.success() {
+            bail!("the llama.cpp benchmark failed");
+        }
+        let llama: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        report_worker(threads, &ours, &llama);
+        runs.push(serde_json::json!({ "threads": threads, "ours": ours, "llama_cpp": llama }));
     }
-    let ours: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let prompt = ours["prompt"].as_str().context("workerbench printed no prompt")?;
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("worker.json"), serde_json::to_vec_pretty(&runs)?)?;
+    Ok(())
+}
 
-    eprintln!("bench: llama.cpp on the same GGUF ({threads} threads)");
-    let gguf = crate::servers::smollm2_gguf(&root);
-    let output = Command::new(crate::servers::llama_python(&root))
-        .args(["-c", LLAMA_BENCH])
-        .arg(&gguf)
-        .arg(threads.to_string())
-        .arg(prompt)
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !output.status.success() {
-        bail!("the llama.cpp benchmark failed");
-    }
-    let llama: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-
+fn report_worker(threads: usize, ours: &serde_json::Value, llama: &serde_json::Value) {
     let num = |v: &serde_json::Value, path: &str| {
         v.pointer(path).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN)
     };
-    let peak = num(&ours, "/matmul_peak_gflops");
-    println!("worker: {threads} threads; candle f32 matmul peak {peak:.1} GFLOP/s");
+    let peak = num(ours, "/matmul_peak_gflops");
+    println!();
+    println!("worker, {threads} thread(s): candle f32 matmul peak {peak:.1} GFLOP/s");
     println!("{:<40} {:>12} {:>12} {:>8}", "", "ours", "reference", "ratio");
     for batch in [1, 32] {
-        let rate = num(&ours, &format!("/embeddings/batch_{batch}/sentences_per_sec"));
-        let efficiency = num(&ours, &format!("/embeddings/batch_{batch}/efficiency"));
-        println!(
-            "{:<40} {:>12.1} {:>12} {:>8}",
-            format!("MiniLM sentences/s, batch {batch}"),
-            rate,
-            "-",
-            "-"
-        );
-        let verdict = if batch == 32 {
-            if efficiency >= 0.5 {
-                " (meets ≥ 50%)"
-            } else {
-                " (MISSES ≥ 50%)"
-            }
-        } else {
-            ""
+        let rate = num(ours, &format!("/embeddings/batch_{batch}/sentences_per_sec"));
+        let efficiency = num(ours, &format!("/embeddings/batch_{batch}/efficiency"));
+        let verdict = match (batch, efficiency >= 0.5) {
+            (32, true) => " (meets ≥ 50%)",
+            (32, false) => " (MISSES ≥ 50%)",
+            _ => "",
         };
+        println!("{:<40} {rate:>12.1}", format!("MiniLM sentences/s, batch {batch}"));
         println!(
-            "{:<40} {:>11.1}% {:>12} {:>8}{verdict}",
-            format!("  compute efficiency, batch {batch}"),
+            "{:<40} {:>11.1}% {:>12}{verdict}",
+            format!("  of the matmul peak, batch {batch}"),
             efficiency * 100.0,
-            "matmul peak",
             "-"
         );
     }
     let rows = [
         (
             "SmolLM2 prompt tokens/s",
-            num(&ours, "/generation/prompt_tokens_per_sec"),
-            num(&llama, "/prompt_tokens_per_sec"),
+            num(ours, "/generation/prompt_tokens_per_sec"),
+            num(llama, "/prompt_tokens_per_sec"),
             None,
         ),
         (
             "SmolLM2 decode tokens/s",
-            num(&ours, "/generation/decode_tokens_per_sec"),
-            num(&llama, "/decode_tokens_per_sec"),
+            num(ours, "/generation/decode_tokens_per_sec"),
+            num(llama, "/decode_tokens_per_sec"),
             Some(0.8),
         ),
     ];
@@ -505,9 +505,4 @@ fn worker(args: &[String]) -> anyhow::Result<()> {
         };
         println!("{name:<40} {ours_rate:>12.1} {reference:>12.1} {ratio:>7.2}×{verdict}");
     }
-    let out = root.join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    let figures = serde_json::json!({ "threads": threads, "ours": ours, "llama_cpp": llama });
-    std::fs::write(out.join("worker.json"), serde_json::to_vec_pretty(&figures)?)?;
-    Ok(())
 }
