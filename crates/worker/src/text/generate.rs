@@ -1,4 +1,4 @@
-//! Text generation with llama-architecture GGUF models on candle's quantized llama: the
+//! Text generation with llama-architecture GGUF models on candle (our decoder, `llama.rs`): the
 //! tokenizer and chat template come from the GGUF metadata (the template rendered with the
 //! same minijinja set-up as the backends' HF templates), sampling with temperature, top-k,
 //! top-p, repetition penalty and a seed, stop sequences, a token budget, a KV cache per
@@ -13,15 +13,14 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
-use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use ipfs_accelerate_backends::template::ChatTemplate;
 use ipfs_accelerate_backends::Message;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use super::llama::Llama;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Format, Manifest};
 use crate::skill::{
@@ -174,12 +173,11 @@ pub struct GenerationStats {
 
 /// A loaded GGUF llama model with its tokenizer and chat template.
 pub struct TextGenerator {
-    weights: ModelWeights,
+    weights: Llama,
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     stop_ids: Vec<u32>,
     context: usize,
-    device: Device,
     bytes: u64,
 }
 
@@ -219,24 +217,9 @@ impl TextGenerator {
             .collect();
         stop_ids.dedup();
         let context = number(&format!("{arch}.context_length")).unwrap_or(2048) as usize;
-        let (content, mut reader) = if device.is_cpu() {
-            requantize_for_cpu(name, content, reader)?
-        } else {
-            (content, reader)
-        };
-        // What stays resident: the weights as loaded (re-quantised ones are larger).
-        let size = size.max(reader.get_ref().len() as u64);
-        let weights = ModelWeights::from_gguf(content, &mut reader, device)
-            .map_err(|e| Error::invalid_file(name, format!("its weights do not load: {e}")))?;
-        Ok(TextGenerator {
-            weights,
-            tokenizer,
-            template,
-            stop_ids,
-            context,
-            device: device.clone(),
-            bytes: size,
-        })
+        let weights = Llama::load(name, &content, &mut reader, context, device)?;
+        let size = weights.bytes().max(size);
+        Ok(TextGenerator { weights, tokenizer, template, stop_ids, context, bytes: size })
     }
 
     /// Resident bytes (the quantized weights).
@@ -304,11 +287,10 @@ impl TextGenerator {
             .seed
             .unwrap_or_else(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
         let mut sampler = LogitsProcessor::from_sampling(seed, params.sampling());
-        let mut model = self.weights.clone();
+        let mut state = self.weights.state(prompt_ids.len() + budget);
 
         let started = Instant::now();
-        let input = Tensor::new(prompt_ids.as_slice(), &self.device)?.unsqueeze(0)?;
-        let mut logits = model.forward(&input, 0)?.squeeze(0)?;
+        let mut logits = self.weights.forward(&prompt_ids, &mut state)?;
         let prompt_time = started.elapsed();
         let decoding = Instant::now();
 
@@ -343,52 +325,13 @@ impl TextGenerator {
             if generated.len() >= budget {
                 break;
             }
-            let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
-            logits = model.forward(&input, prompt_ids.len() + generated.len() - 1)?.squeeze(0)?;
+            logits = self.weights.forward(&[next], &mut state)?;
         }
         let text = stream.finish(on_text)?;
         let usage = Usage { prompt_tokens: prompt_ids.len(), completion_tokens: generated.len() };
         let stats = GenerationStats { prompt: prompt_time, decode: decoding.elapsed() };
         Ok((GeneratedText { text, finish_reason: finish, stop_sequence, usage }, stats))
     }
-}
-
-/// candle's CPU kernels for Q4_1 are scalar, its Q8_0 kernels vectorised (AVX2, AVX-512 VNNI),
-/// so on the CPU Q4_1 weights are re-quantised to Q8_0 as they load: each Q4_1 value is kept to
-/// within half a Q8_0 step (1/254 of its block's largest magnitude), at twice the bytes.
-fn requantize_for_cpu(
-    name: &str,
-    content: gguf_file::Content,
-    mut reader: Cursor<Vec<u8>>,
-) -> Result<(gguf_file::Content, Cursor<Vec<u8>>)> {
-    if !content.tensor_infos.values().any(|t| t.ggml_dtype == GgmlDType::Q4_1) {
-        return Ok((content, reader));
-    }
-    let invalid = |e: candle_core::Error| Error::invalid_file(name, format!("re-quantising: {e}"));
-    let mut tensors = Vec::with_capacity(content.tensor_infos.len());
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    for tensor in names {
-        let mut q = content.tensor(&mut reader, tensor, &Device::Cpu).map_err(invalid)?;
-        if q.dtype() == GgmlDType::Q4_1 {
-            let values = q.dequantize(&Device::Cpu).map_err(invalid)?;
-            q = QTensor::quantize(&values, GgmlDType::Q8_0).map_err(invalid)?;
-        }
-        tensors.push((tensor.as_str(), q));
-    }
-    // The writer aligns to its own default; a stated alignment would misplace the tensors.
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .filter(|(k, _)| k.as_str() != "general.alignment")
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, q)| (*n, q)).collect();
-    let mut out = Cursor::new(Vec::new());
-    gguf_file::write(&mut out, &metadata, &tensor_refs).map_err(invalid)?;
-    out.set_position(0);
-    let rewritten = gguf_file::Content::read(&mut out).map_err(invalid)?;
-    Ok((rewritten, out))
 }
 
 /// Turns the growing decoded text into final pieces: holds back what a stop sequence could

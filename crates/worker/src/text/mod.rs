@@ -2,6 +2,7 @@
 
 mod embed;
 mod generate;
+mod llama;
 
 pub use embed::{cosine, EmbeddingSkill, TextEmbedder};
 pub use generate::{GenerateParams, GenerationSkill, GenerationStats, Prompt, TextGenerator};
