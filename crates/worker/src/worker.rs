@@ -543,12 +543,34 @@ impl Worker {
             Arc::clone(map.entry(key).or_default())
         };
         let placement = self.placement().await?;
-        let endpoint =
-            slot.endpoint.get_or_try_init(|| self.load(model, task, skill, &placement)).await?;
+        let mut loaded_now = false;
+        let endpoint = slot
+            .endpoint
+            .get_or_try_init(|| {
+                loaded_now = true;
+                self.load(model, task, skill, &placement)
+            })
+            .await?;
         if let Ok(mut last) = endpoint.last_used.lock() {
             *last = Instant::now();
         }
-        Ok((Arc::clone(endpoint), placement))
+        let endpoint = Arc::clone(endpoint);
+        if loaded_now {
+            // The size before loading was the files'; a skill may hold more (dequantized
+            // tables, re-quantized weights). Settle the budget with what it really holds.
+            if endpoint.bytes > self.inner.budget {
+                if let Ok(mut map) = self.inner.endpoints.lock() {
+                    map.remove(&key);
+                }
+                return Err(Error::OverBudget {
+                    model: model.label(),
+                    needed: endpoint.bytes,
+                    budget: self.inner.budget,
+                });
+            }
+            self.make_room(0, key);
+        }
+        Ok((endpoint, placement))
     }
 
     async fn load(
