@@ -99,7 +99,7 @@ fn main() {
     let mut best_prompt = 0f64;
     let mut best_decode = 0f64;
     let mut generated = 0;
-    for _ in 0..3 {
+    for _ in 0..5 {
         let (text, stats) = generator.generate(&prompt, &params, &cancel, &mut |_| Ok(())).unwrap();
         best_prompt = best_prompt.max(text.usage.prompt_tokens as f64 / stats.prompt.as_secs_f64());
         // The first token comes from the prompt pass; the decode time covers the rest.
