@@ -3,7 +3,8 @@
 //! FLOPs they imply, and SmolLM2 prompt and decode tokens/s — each through the real loading
 //! path (wheel → store → verified read → skill).
 //!
-//! `workerbench MINILM_WHEEL SMOLLM2_WHEEL` (threads from RAYON_NUM_THREADS).
+//! `workerbench MINILM_WHEEL SMOLLM2_WHEEL [embeddings]` (threads from RAYON_NUM_THREADS;
+//! `embeddings`: only those figures, for profiling).
 
 // Example code: the wheels and a scratch store are its input.
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
@@ -47,6 +48,8 @@ fn main() {
     let embedder = load(&rt, &registry, minilm, "minilm", Task::TextEmbedding);
     let generator = load(&rt, &registry, smollm2, "smollm2", Task::TextGeneration);
 
+    // `workerbench A B embeddings`: only the embedding figures (for profiling).
+    let only_embeddings = args.get(2).is_some_and(|a| a == "embeddings");
     let peak = matmul_peak();
     let (Loaded::Embedder(embedder), Loaded::Generator(generator)) = (embedder, generator) else {
         panic!("unexpected skills")
@@ -81,6 +84,10 @@ fn main() {
         );
     }
 
+    if only_embeddings {
+        println!("{}", json!({ "matmul_peak_gflops": peak, "embeddings": embeddings }));
+        return;
+    }
     let params = GenerateParams {
         max_tokens: 128,
         temperature: 0.0,
