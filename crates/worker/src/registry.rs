@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use cid::Cid;
 use ipfs_accelerate_common::store::{
-    AddInput, AddOptions, Expect, Name, PinMode, Progress, Range, Store, TreeEntry,
+    AddInput, AddOptions, Expect, Name, Progress, Range, Store, TreeEntry,
 };
 use ipfs_accelerate_common::unixfs::Profile;
 use serde::Serialize;
@@ -276,11 +276,6 @@ impl Registry {
         Ok(self.store.cat_bytes(&entry.cid).await?)
     }
 
-    /// Pins `cid`'s whole DAG (a model whose pin was dropped, fetched again).
-    pub async fn pin(&self, cid: &Cid) -> Result<()> {
-        Ok(self.store.pin(cid, PinMode::Recursive).await?)
-    }
-
     async fn manifest(&self, cid: &Cid) -> Result<Manifest> {
         let not_a_model = |reason: String| Error::NotAModel { cid: cid.to_string(), reason };
         let manifest_cid = match self.store.resolve_path(cid, MANIFEST_FILE).await {
@@ -301,8 +296,15 @@ impl Registry {
         let bytes = self.store.cat_bytes(&manifest_cid).await?;
         let manifest = Manifest::parse(cid, &bytes)?;
         // The directory's links are what IPFS serves; the manifest must name the same CIDs.
+        // The root is listed once; only nested paths are walked.
+        let top: std::collections::HashMap<String, Cid> =
+            self.store.list_directory(cid).await?.into_iter().map(|e| (e.name, e.cid)).collect();
         for (path, entry) in &manifest.files {
-            let linked = self.store.resolve_path(cid, path).await.map_err(|e| {
+            let linked = match top.get(path.as_str()) {
+                Some(linked) => Ok(*linked),
+                None => self.store.resolve_path(cid, path).await,
+            };
+            let linked = linked.map_err(|e| {
                 not_a_model(format!("{MANIFEST_FILE} lists {path}, which the directory lacks: {e}"))
             })?;
             if linked != entry.cid {

@@ -216,7 +216,11 @@ impl TextGenerator {
             .filter_map(|key| number(key))
             .collect();
         stop_ids.dedup();
-        let context = number(&format!("{arch}.context_length")).unwrap_or(2048) as usize;
+        // No guessed default: a wrong context length would run past the rotary tables.
+        let context_key = format!("{arch}.context_length");
+        let context = number(&context_key)
+            .ok_or_else(|| Error::invalid_file(name, format!("no {context_key} in its metadata")))?
+            as usize;
         let weights = Llama::load(name, &content, &mut reader, context, device)?;
         let size = weights.bytes().max(size);
         Ok(TextGenerator { weights, tokenizer, template, stop_ids, context, bytes: size })
