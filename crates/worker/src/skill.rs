@@ -23,6 +23,10 @@ pub enum Task {
     TextEmbedding,
     /// Prompt → text.
     TextGeneration,
+    /// Speech → text (transcription or translation).
+    SpeechRecognition,
+    /// Text → speech.
+    SpeechSynthesis,
 }
 
 impl Task {
@@ -31,6 +35,8 @@ impl Task {
         match self {
             Task::TextEmbedding => "text-embedding",
             Task::TextGeneration => "text-generation",
+            Task::SpeechRecognition => "speech-recognition",
+            Task::SpeechSynthesis => "speech-synthesis",
         }
     }
 }
@@ -85,6 +91,49 @@ impl ModelFiles {
     }
 }
 
+/// What a skill loads a model with, besides its files.
+#[derive(Debug, Clone)]
+pub struct LoadContext {
+    /// The candle device (candle skills).
+    pub device: candle_core::Device,
+    /// Threads for engines that take a count (whisper.cpp, ONNX Runtime).
+    pub threads: usize,
+    /// The ONNX Runtime library, when configured (else `ORT_DYLIB_PATH`).
+    pub onnxruntime: Option<std::path::PathBuf>,
+}
+
+impl LoadContext {
+    /// The CPU, one thread per core, ONNX Runtime from `ORT_DYLIB_PATH`.
+    pub fn cpu() -> LoadContext {
+        LoadContext {
+            device: candle_core::Device::Cpu,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            onnxruntime: None,
+        }
+    }
+}
+
+/// A conversion of a model into one a skill loads (stored as a model of its own; see
+/// [`crate::Registry::derive`]).
+#[derive(Debug, Clone)]
+pub struct Derivation {
+    /// The converter's name and version (`ct2-whisper-ggml/1`).
+    pub converter: &'static str,
+    /// The original's files it reads.
+    pub inputs: Vec<String>,
+    /// The conversion: deterministic, blocking.
+    pub convert: fn(&Manifest, ModelFiles) -> Result<Derived>,
+}
+
+/// What a conversion made.
+#[derive(Debug)]
+pub struct Derived {
+    /// Files by path.
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// What the converted model is.
+    pub info: crate::manifest::ModelInfo,
+}
+
 /// A model loaded by a skill, ready to run (shared by the requests running on it).
 #[derive(Debug)]
 pub enum Loaded {
@@ -92,6 +141,10 @@ pub enum Loaded {
     Embedder(Arc<TextEmbedder>),
     /// A text generation model.
     Generator(Arc<TextGenerator>),
+    /// A speech recognition model.
+    Transcriber(Arc<crate::speech::Transcriber>),
+    /// A text-to-speech voice.
+    Synthesizer(Arc<crate::speech::Synthesizer>),
 }
 
 impl Loaded {
@@ -100,6 +153,8 @@ impl Loaded {
         match self {
             Loaded::Embedder(m) => m.memory_bytes(),
             Loaded::Generator(m) => m.memory_bytes(),
+            Loaded::Transcriber(m) => m.memory_bytes(),
+            Loaded::Synthesizer(m) => m.memory_bytes(),
         }
     }
 }
@@ -115,18 +170,25 @@ pub trait Skill: Send + Sync {
     /// The files of `manifest`'s model it reads to load it.
     fn files(&self, manifest: &Manifest) -> Vec<String>;
 
-    /// Loads the model from its files on `device`. Blocking (run it off the async reactor).
-    fn load(
-        &self,
-        manifest: &Manifest,
-        files: ModelFiles,
-        device: &candle_core::Device,
-    ) -> Result<Loaded>;
+    /// The conversion this skill needs before it can load `manifest`'s model (whose format
+    /// it accepts but does not run directly), if any. The worker loads the converted model.
+    fn derive(&self, _manifest: &Manifest) -> Option<Derivation> {
+        None
+    }
+
+    /// Loads the model from its files. Blocking (run it off the async reactor).
+    fn load(&self, manifest: &Manifest, files: ModelFiles, context: &LoadContext)
+        -> Result<Loaded>;
 }
 
 /// Every skill this build has.
 pub fn skills() -> &'static [&'static dyn Skill] {
-    &[&crate::text::EmbeddingSkill, &crate::text::GenerationSkill]
+    &[
+        &crate::text::EmbeddingSkill,
+        &crate::text::GenerationSkill,
+        &crate::speech::WhisperSkill,
+        &crate::speech::PiperSkill,
+    ]
 }
 
 /// The skill that performs `task` on `manifest`'s model, or why none does.

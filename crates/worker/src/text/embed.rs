@@ -14,7 +14,7 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 use crate::error::{Error, Result};
 use crate::manifest::{Format, Manifest};
 use crate::skill::{
-    compiled_devices, Cancel, Embeddings, Loaded, ModelFiles, Skill, SkillInfo, Task,
+    compiled_devices, Cancel, Embeddings, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task,
 };
 
 /// Padded tokens per forward pass (batch × longest sequence).
@@ -71,8 +71,14 @@ impl Skill for EmbeddingSkill {
         files
     }
 
-    fn load(&self, manifest: &Manifest, files: ModelFiles, device: &Device) -> Result<Loaded> {
-        Ok(Loaded::Embedder(std::sync::Arc::new(TextEmbedder::load(manifest, files, device)?)))
+    fn load(
+        &self,
+        manifest: &Manifest,
+        files: ModelFiles,
+        context: &LoadContext,
+    ) -> Result<Loaded> {
+        let model = TextEmbedder::load(manifest, files, &context.device)?;
+        Ok(Loaded::Embedder(std::sync::Arc::new(model)))
     }
 }
 

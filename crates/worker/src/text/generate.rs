@@ -24,8 +24,8 @@ use super::llama::Llama;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Format, Manifest};
 use crate::skill::{
-    compiled_devices, Cancel, FinishReason, GeneratedText, Loaded, ModelFiles, Skill, SkillInfo,
-    Task, Usage,
+    compiled_devices, Cancel, FinishReason, GeneratedText, LoadContext, Loaded, ModelFiles, Skill,
+    SkillInfo, Task, Usage,
 };
 
 /// GGUF text generation (llama architecture: Llama, SmolLM2, Mistral-style models).
@@ -59,7 +59,13 @@ impl Skill for GenerationSkill {
         vec![manifest.info.weights.clone()]
     }
 
-    fn load(&self, manifest: &Manifest, mut files: ModelFiles, device: &Device) -> Result<Loaded> {
+    fn load(
+        &self,
+        manifest: &Manifest,
+        mut files: ModelFiles,
+        context: &LoadContext,
+    ) -> Result<Loaded> {
+        let device = &context.device;
         let bytes = files.take(&manifest.info.weights)?;
         let model = TextGenerator::load(&manifest.info.weights, bytes, device)?;
         Ok(Loaded::Generator(std::sync::Arc::new(model)))
