@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use ipfs_accelerate_common::store::{Store, StoreOptions};
-use ipfs_accelerate_worker::skill::{self, Loaded, ModelFiles, Task};
+use ipfs_accelerate_worker::skill::{self, LoadContext, Loaded, ModelFiles, Task};
 use ipfs_accelerate_worker::text::{GenerateParams, Prompt};
 use ipfs_accelerate_worker::{Cancel, ImportOptions, Registry};
 use serde_json::json;

@@ -343,6 +343,39 @@ mod cid_text {
     }
 }
 
+/// What a CTranslate2 model says about itself (Whisper is the one spec a skill runs; other
+/// specs are refused here, before anything is stored).
+pub fn detect_ct2(model_bin: &[u8], vocabulary: &[u8]) -> Result<ModelInfo> {
+    let model = crate::speech::ct2::Model::parse("model.bin", model_bin)?;
+    crate::speech::convert::dims(&model)?;
+    crate::speech::convert::byte_vocabulary(vocabulary)?;
+    Ok(ModelInfo {
+        family: "whisper".into(),
+        architecture: model.spec.clone(),
+        format: Format::Ctranslate2,
+        dtype: model.dominant_dtype().map(|d| d.name().to_string()),
+        parameters: Some(model.parameters()),
+        weights: "model.bin".into(),
+        license: None,
+    })
+}
+
+/// What a Piper voice's `.onnx.json` says about it (checked to be a voice this crate can
+/// phonemise for: espeak phonemes, a phoneme-id map, a sample rate).
+pub fn detect_piper(voice: &str, config: &[u8]) -> Result<ModelInfo> {
+    let file = format!("{voice}.json");
+    let config = crate::speech::piper::VoiceConfig::parse(&file, config)?;
+    Ok(ModelInfo {
+        family: "piper".into(),
+        architecture: "vits".into(),
+        format: Format::Onnx,
+        dtype: None,
+        parameters: None,
+        weights: voice.to_string(),
+        license: config.license,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,37 +413,4 @@ mod tests {
         assert!(matches!(err, Error::InvalidModelFile { .. }), "{err}");
         assert!(err.to_string().contains("not a GGUF"), "{err}");
     }
-}
-
-/// What a CTranslate2 model says about itself (Whisper is the one spec a skill runs; other
-/// specs are refused here, before anything is stored).
-pub fn detect_ct2(model_bin: &[u8], vocabulary: &[u8]) -> Result<ModelInfo> {
-    let model = crate::speech::ct2::Model::parse("model.bin", model_bin)?;
-    crate::speech::convert::dims(&model)?;
-    crate::speech::convert::byte_vocabulary(vocabulary)?;
-    Ok(ModelInfo {
-        family: "whisper".into(),
-        architecture: model.spec.clone(),
-        format: Format::Ctranslate2,
-        dtype: model.dominant_dtype().map(|d| d.name().to_string()),
-        parameters: Some(model.parameters()),
-        weights: "model.bin".into(),
-        license: None,
-    })
-}
-
-/// What a Piper voice's `.onnx.json` says about it (checked to be a voice this crate can
-/// phonemise for: espeak phonemes, a phoneme-id map, a sample rate).
-pub fn detect_piper(voice: &str, config: &[u8]) -> Result<ModelInfo> {
-    let file = format!("{voice}.json");
-    let config = crate::speech::piper::VoiceConfig::parse(&file, config)?;
-    Ok(ModelInfo {
-        family: "piper".into(),
-        architecture: "vits".into(),
-        format: Format::Onnx,
-        dtype: None,
-        parameters: None,
-        weights: voice.to_string(),
-        license: config.license,
-    })
 }

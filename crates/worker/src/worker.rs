@@ -164,7 +164,7 @@ impl WorkerConfig {
         if config.threads == Some(0) {
             return Err(Error::InvalidInput("config [worker]: threads must be at least 1".into()));
         }
-        if !(config.max_audio_seconds > 0.0) {
+        if !config.max_audio_seconds.is_finite() || config.max_audio_seconds <= 0.0 {
             return Err(Error::InvalidInput(
                 "config [worker]: max_audio_seconds must be positive".into(),
             ));
