@@ -30,7 +30,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         Some("storage") | None => storage(),
         Some("backends") => backends(),
         Some("worker") => worker(&args[1..]),
-        Some(other) => bail!("unknown benchmark {other:?}; available: storage, backends, worker"),
+        Some("speech") => speech(&args[1..]),
+        Some(other) => {
+            bail!("unknown benchmark {other:?}; available: storage, backends, worker, speech")
+        }
     }
 }
 
@@ -505,4 +508,154 @@ fn report_worker(threads: usize, ours: &serde_json::Value, llama: &serde_json::V
         };
         println!("{name:<40} {ours_rate:>12.1} {reference:>12.1} {ratio:>7.2}×{verdict}");
     }
+}
+
+/// The paragraph both speech benchmarks use: espeak-ng speaks it for Whisper (about 24 s),
+/// the Piper voice speaks it for synthesis.
+const SPEECH_TEXT: &str =
+    "Speech recognition turns spoken words into text. This test reads a longer \
+passage so that the real-time factor can be measured on a full thirty second window. The weather \
+today is sunny with a light breeze from the west. Please remember to bring your notebook, a pen, \
+and a bottle of water to the meeting on Thursday afternoon. Thank you for listening and have a \
+wonderful day.";
+
+/// The reference tools' venv (faster-whisper and piper-tts from PyPI), made once.
+const SPEECH_VENV: &str = "bench/speech-venv";
+
+/// `cargo xtask bench speech [--threads N] [--runs N]`: Whisper base's real-time factor
+/// against CTranslate2 (faster-whisper, the engine the model was exported for) on the
+/// original model, and Piper synthesis against piper-tts on the same voice; same audio, same
+/// text, same thread count, best of N after a warm-up, in one run. Targets: Whisper at least
+/// as fast as CTranslate2, Piper ≥ 1.0× piper-tts.
+fn speech(args: &[String]) -> anyhow::Result<()> {
+    let mut threads = 1usize;
+    let mut runs = RUNS;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().context("a flag without its value")?;
+        match flag.as_str() {
+            "--threads" => threads = value.parse().context("--threads takes a number")?,
+            "--runs" => runs = value.parse().context("--runs takes a number")?,
+            _ => bail!("usage: cargo xtask bench speech [--threads N] [--runs N]"),
+        }
+    }
+    let root = crate::service::workspace_root()?;
+    crate::service::ensure_apt_tool("cmake", "cmake")?;
+    crate::service::ensure_apt_tool("espeak-ng", "espeak-ng")?;
+    let wheels = crate::models::fetch(&root)?;
+    let ort = crate::models::onnxruntime_library(&root, &wheels)?;
+    let wheel = |w: &crate::models::Wheel| {
+        wheels
+            .iter()
+            .find(|(f, _)| f.file == w.file)
+            .map(|(_, p)| p.clone())
+            .context("wheel not fetched")
+    };
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let audio = out.join("speech-paragraph.wav");
+    let status = Command::new("timeout")
+        .args(["60", "espeak-ng", "-v", "en-us", "-s", "150", "-w"])
+        .arg(&audio)
+        .arg(SPEECH_TEXT)
+        .status()?;
+    if !status.success() {
+        bail!("espeak-ng failed ({status})");
+    }
+
+    let venv = crate::service::cache_dir(&root).join(SPEECH_VENV);
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        eprintln!(
+            "bench: making the reference venv (faster-whisper, piper-tts) in {}",
+            venv.display()
+        );
+        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status()?;
+        if !status.success() {
+            bail!("python3 -m venv failed ({status})");
+        }
+    }
+    let status = Command::new("timeout")
+        .args(["900"])
+        .arg(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(["faster-whisper==1.2.1", "piper-tts==1.8.0"])
+        .status()?;
+    if !status.success() {
+        bail!("installing faster-whisper and piper-tts failed ({status})");
+    }
+
+    let arguments = serde_json::json!({
+        "whisper_wheels": [wheel(&crate::models::WHISPER_BASE_1)?, wheel(&crate::models::WHISPER_BASE_2)?],
+        "voice_wheel": wheel(&crate::models::PIPER_JOE)?,
+        "onnxruntime": ort,
+        "audio": audio,
+        "text": SPEECH_TEXT,
+        "threads": threads,
+        "runs": runs,
+    })
+    .to_string();
+    eprintln!("bench: building the speechbench example (release)");
+    cargo(
+        &root,
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "ipfs-accelerate-worker",
+            "--example",
+            "speechbench",
+        ],
+    )?;
+    eprintln!("bench: ours — whisper.cpp and ONNX Runtime ({threads} thread(s), best of {runs})");
+    let output = Command::new(root.join("target/release/examples/speechbench"))
+        .arg(&arguments)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("speechbench failed");
+    }
+    let ours: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    eprintln!(
+        "bench: reference — faster-whisper and piper-tts ({threads} thread(s), best of {runs})"
+    );
+    let output = Command::new(&python)
+        .arg(root.join("xtask/bench/speech_reference.py"))
+        .arg(&arguments)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("the reference speech benchmark failed");
+    }
+    let reference: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+
+    let num = |v: &serde_json::Value, path: &str| {
+        v.pointer(path).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN)
+    };
+    println!();
+    println!("speech, {threads} thread(s), best of {runs} (RTF = seconds of work per second of audio; lower is faster)");
+    println!("{:<44} {:>10} {:>10} {:>8}", "", "ours", "reference", "speed");
+    for (name, path, target) in [
+        ("Whisper base RTF (vs CTranslate2)", "/whisper/rtf", 1.0),
+        ("Piper joe-medium RTF (vs piper-tts)", "/piper/rtf", 1.0),
+    ] {
+        let (a, b) = (num(&ours, path), num(&reference, path));
+        let speed = b / a;
+        let verdict = if speed >= target { "meets" } else { "MISSES" };
+        println!("{name:<44} {a:>10.3} {b:>10.3} {speed:>7.2}× ({verdict} ≥ {target}×)");
+    }
+    println!(
+        "audio {:.1} s; ours heard: {}",
+        num(&ours, "/whisper/audio_seconds"),
+        ours["whisper"]["text"]
+    );
+    println!("CTranslate2 heard: {}", reference["whisper"]["text"]);
+    std::fs::write(
+        out.join("speech.json"),
+        serde_json::to_vec_pretty(
+            &serde_json::json!({ "threads": threads, "runs": runs, "ours": ours, "reference": reference }),
+        )?,
+    )?;
+    Ok(())
 }

@@ -669,6 +669,13 @@ pub enum InferAudioCommand {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// One vector for an audio file (wav2vec2: the mean of its last hidden states); needs
+    /// --model.
+    Embed {
+        /// The audio file.
+        #[arg(long)]
+        audio_file: PathBuf,
+    },
     /// Text to speech: writes a 16-bit mono WAV [model default: worker.voice].
     Synthesize {
         /// The text to speak.

@@ -27,6 +27,8 @@ pub enum Task {
     SpeechRecognition,
     /// Text → speech.
     SpeechSynthesis,
+    /// Audio → one vector.
+    AudioEmbedding,
 }
 
 impl Task {
@@ -37,6 +39,7 @@ impl Task {
             Task::TextGeneration => "text-generation",
             Task::SpeechRecognition => "speech-recognition",
             Task::SpeechSynthesis => "speech-synthesis",
+            Task::AudioEmbedding => "audio-embedding",
         }
     }
 }
@@ -145,6 +148,8 @@ pub enum Loaded {
     Transcriber(Arc<crate::speech::Transcriber>),
     /// A text-to-speech voice.
     Synthesizer(Arc<crate::speech::Synthesizer>),
+    /// A wav2vec2 model (CTC recognition, embeddings).
+    Wav2Vec2(Arc<crate::speech::Wav2Vec2>),
 }
 
 impl Loaded {
@@ -155,6 +160,7 @@ impl Loaded {
             Loaded::Generator(m) => m.memory_bytes(),
             Loaded::Transcriber(m) => m.memory_bytes(),
             Loaded::Synthesizer(m) => m.memory_bytes(),
+            Loaded::Wav2Vec2(m) => m.memory_bytes(),
         }
     }
 }
@@ -187,6 +193,8 @@ pub fn skills() -> &'static [&'static dyn Skill] {
         &crate::text::EmbeddingSkill,
         &crate::text::GenerationSkill,
         &crate::speech::WhisperSkill,
+        &crate::speech::Wav2Vec2Skill(Task::SpeechRecognition),
+        &crate::speech::Wav2Vec2Skill(Task::AudioEmbedding),
         &crate::speech::PiperSkill,
     ]
 }

@@ -499,7 +499,57 @@ impl Worker {
             true,
             move |loaded, cancel| match loaded {
                 Loaded::Transcriber(m) => m.transcribe(decoded, &options, threads, cancel),
+                Loaded::Wav2Vec2(m) => {
+                    let unsupported = options.language.is_some()
+                        || options.task == crate::speech::SpeechTask::Translate
+                        || options.timestamps;
+                    if unsupported {
+                        return Err(Error::InvalidInput(
+                            "wav2vec2 transcribes its one language without timestamps: --language, --task translate and --timestamps do not apply".into(),
+                        ));
+                    }
+                    let duration = decoded.seconds();
+                    let heard = m.transcribe(decoded, cancel)?;
+                    let segment =
+                        crate::speech::Segment { start: 0.0, end: duration, text: heard.text.clone() };
+                    Ok(Transcription {
+                        text: heard.text,
+                        language: "unknown".into(),
+                        segments: vec![segment],
+                        duration,
+                    })
+                }
                 _ => Err(Error::Task("not a speech recognition model".into())),
+            },
+        )
+        .await
+    }
+
+    /// One vector for an audio file's bytes (wav2vec2: the mean of its last hidden states).
+    pub async fn embed_audio(
+        &self,
+        model: &str,
+        audio: Vec<u8>,
+    ) -> Result<Inference<AudioEmbedding>> {
+        let max_seconds = self.inner.config.max_audio_seconds;
+        let (digest, decoded) = tokio::task::spawn_blocking(move || {
+            crate::audio::decode(&audio, max_seconds).map(|a| (sha256_hex(&audio), a))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        let request = json!({ "audio_sha256": digest });
+        self.run(
+            model,
+            Task::AudioEmbedding,
+            "embed-audio",
+            request,
+            true,
+            move |loaded, cancel| {
+                let Loaded::Wav2Vec2(m) = loaded else {
+                    return Err(Error::Task("not an audio embedding model".into()));
+                };
+                let vector = m.embed(decoded, cancel)?;
+                Ok(AudioEmbedding { dim: vector.len(), vector })
             },
         )
         .await
@@ -831,6 +881,15 @@ fn candle_device(
         D::Cuda(ordinal) => candle_core::Device::new_cuda(ordinal as usize).map_err(unavailable),
         D::Metal => candle_core::Device::new_metal(0).map_err(unavailable),
     }
+}
+
+/// An audio file's vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioEmbedding {
+    /// The vector.
+    pub vector: Vec<f32>,
+    /// Its dimension.
+    pub dim: usize,
 }
 
 /// Speech made by [`Worker::synthesize`].

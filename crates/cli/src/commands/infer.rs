@@ -158,6 +158,19 @@ async fn audio(
                 }
             })
         }
+        InferAudioCommand::Embed { audio_file } => {
+            let model = model.context("infer audio embed needs --model (a wav2vec2 model)")?;
+            #[allow(clippy::disallowed_methods)]
+            // storage-audit: allow(reads the audio the user asked to embed; persists nothing)
+            let bytes = std::fs::read(&audio_file)
+                .with_context(|| format!("reading {}", audio_file.display()))?;
+            let result = worker.embed_audio(model, bytes).await?;
+            emit(&result, quiet, out, || {
+                let head: Vec<String> =
+                    result.output.vector.iter().take(6).map(|x| format!("{x:.5}")).collect();
+                println!("[{}, …] ({} values)", head.join(", "), result.output.dim);
+            })
+        }
         InferAudioCommand::Synthesize {
             text,
             output_file,

@@ -1,13 +1,16 @@
 //! Speech skills: Whisper speech recognition on whisper.cpp (CTranslate2 models converted to
-//! ggml in Rust) and Piper text-to-speech on ONNX Runtime with espeak-ng phonemes.
+//! ggml in Rust), wav2vec2 CTC and embeddings in candle, and Piper text-to-speech on ONNX
+//! Runtime with espeak-ng phonemes.
 
 pub mod convert;
 pub mod ct2;
 mod espeak;
 pub mod piper;
+pub mod wav2vec2;
 pub mod whisper;
 
 pub use piper::{PiperSkill, Speech, SynthesizeOptions, Synthesizer};
+pub use wav2vec2::{CtcTranscription, Wav2Vec2, Wav2Vec2Skill};
 pub use whisper::{
     Segment, SpeechTask, TranscribeOptions, Transcriber, Transcription, WhisperSkill,
 };
