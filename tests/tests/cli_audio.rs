@@ -83,64 +83,38 @@ fn synthesize_then_transcribe_through_the_cli() {
     assert!(String::from_utf8_lossy(&out.stdout).to_lowercase().contains("lazy dog"));
 }
 
+/// Runs `cmd --json ARGS`, expecting failure; returns the error body.
+fn failure(mut cmd: std::process::Command, args: &[&str]) -> serde_json::Value {
+    let output = cmd.arg("--json").args(args).output().unwrap();
+    assert!(!output.status.success(), "{args:?} succeeded");
+    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    body["error"].clone()
+}
+
 #[test]
 fn audio_errors_name_the_problem() {
     let env = Env::new();
     import_speech(&env);
     let text = env.home().join("notes.txt");
     std::fs::write(&text, "not audio").unwrap();
-    let output = env
-        .std_cmd()
-        .args(["--json", "infer", "audio", "transcribe", "--audio-file", text.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(body["error"]["kind"], "invalid_input", "{body}");
+    let error = failure(
+        env.std_cmd(),
+        &["infer", "audio", "transcribe", "--audio-file", text.to_str().unwrap()],
+    );
+    assert_eq!(error["kind"], "invalid_input", "{error}");
 
     // No ONNX Runtime configured: a device error that says how to configure it.
     let wav = env.home().join("x.wav");
-    let output = env
-        .std_cmd()
-        .args([
-            "--json",
-            "infer",
-            "audio",
-            "synthesize",
-            "--text",
-            "Hi.",
-            "-o",
-            wav.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(body["error"]["kind"], "device", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("ORT_DYLIB_PATH"), "{body}");
+    let synthesize = ["infer", "audio", "synthesize", "--text", "Hi.", "-o", wav.to_str().unwrap()];
+    let error = failure(env.std_cmd(), &synthesize);
+    assert_eq!(error["kind"], "device", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("ORT_DYLIB_PATH"), "{error}");
     assert!(!wav.exists(), "nothing written on failure");
 
     // A voice speaks its own language only.
-    let output = with_ort(&env)
-        .args([
-            "infer",
-            "audio",
-            "synthesize",
-            "--text",
-            "Hallo.",
-            "--language",
-            "de",
-            "-o",
-            wav.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("en-US"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let error = failure(with_ort(&env), &[&synthesize[..], &["--language", "de"]].concat());
+    assert_eq!(error["kind"], "invalid_input", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("en-US"), "{error}");
 
     // Removing the model takes its converted ggml with it.
     let derived = env.json(&["storage", "names", "ls", "models-derived"]);

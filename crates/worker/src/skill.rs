@@ -108,12 +108,13 @@ pub struct LoadContext {
 impl LoadContext {
     /// The CPU, one thread per core, ONNX Runtime from `ORT_DYLIB_PATH`.
     pub fn cpu() -> LoadContext {
-        LoadContext {
-            device: candle_core::Device::Cpu,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            onnxruntime: None,
-        }
+        LoadContext { device: candle_core::Device::Cpu, threads: all_cores(), onnxruntime: None }
     }
+}
+
+/// The machine's core count (the default thread count of whisper.cpp and ONNX Runtime).
+pub(crate) fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// A conversion of a model into one a skill loads (stored as a model of its own; see

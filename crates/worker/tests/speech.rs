@@ -83,7 +83,7 @@ fn whisper_base_from_ct2_wheels_transcribes_espeak_speech() {
         let heard = worker.transcribe(None, speech.clone(), options.clone()).await.unwrap();
         let text = &heard.output.text;
         assert!(has_words(text, &["quick", "brown", "fox", "lazy", "dog"]), "{text}");
-        assert_eq!(heard.output.language, "en");
+        assert_eq!(heard.output.language.as_deref(), Some("en"));
         assert!(!heard.cached);
         assert!((heard.output.duration - 2.5).abs() < 1.5, "{}", heard.output.duration);
         let again = worker.transcribe(None, speech.clone(), options).await.unwrap();
@@ -93,7 +93,7 @@ fn whisper_base_from_ct2_wheels_transcribes_espeak_speech() {
         // Language detection and timestamped segments.
         let options = TranscribeOptions { timestamps: true, ..TranscribeOptions::default() };
         let detected = worker.transcribe(None, speech, options).await.unwrap();
-        assert_eq!(detected.output.language, "en");
+        assert_eq!(detected.output.language.as_deref(), Some("en"));
         let segments = &detected.output.segments;
         assert!(!segments.is_empty());
         assert!(segments.windows(2).all(|w| w[0].end <= w[1].start + 0.01), "{segments:?}");

@@ -35,7 +35,7 @@ fn check(name: &str) {
     let vocab = read("vocab.json");
     let model = Wav2Vec2::load(
         &read("config.json"),
-        &read("model.safetensors"),
+        read("model.safetensors"),
         Some(&vocab),
         &candle_core::Device::Cpu,
     )
@@ -54,7 +54,8 @@ fn check(name: &str) {
 
     let samples =
         ipfs_accelerate_worker::audio::Audio { samples: audio.clone(), sample_rate: 16_000 };
-    let heard = model.transcribe(samples.clone(), &Cancel::new()).unwrap();
+    let heard =
+        model.transcribe(samples.clone(), &TranscribeOptions::default(), &Cancel::new()).unwrap();
     assert_eq!(heard.text, want["text"].as_str().unwrap(), "{name}");
     let embedding = model.embed(samples, &Cancel::new()).unwrap();
     let diff = max_diff(&embedding, &floats(&want["embedding"]));

@@ -182,22 +182,13 @@ async fn audio(
             noise_w,
         } => {
             let model = voice.as_deref().or(model);
-            let options = SynthesizeOptions { speaker, length_scale, noise_scale, noise_w };
-            if let Some(language) = &language {
-                // A Piper voice speaks the one language it was trained on; say so rather than
-                // read the text with the wrong phonemes.
-                let voice_language = voice_language(worker, model).await?;
-                anyhow::ensure!(
-                    voice_language.to_lowercase().starts_with(&language.to_lowercase()),
-                    "the voice speaks {voice_language}, not {language}: choose a voice for {language} with --voice"
-                );
-            }
-            let result = worker.synthesize(model, text, options).await?;
+            let options =
+                SynthesizeOptions { language, speaker, length_scale, noise_scale, noise_w };
+            let mut result = worker.synthesize(model, text, options).await?;
             // Through the store: the file is written atomically and the output has a CID.
             let store = worker.registry().store();
-            let added = store
-                .add(AddInput::Bytes(result.output.wav.clone()), AddOptions::default())
-                .await?;
+            let wav = std::mem::take(&mut result.output.wav);
+            let added = store.add(AddInput::Bytes(wav), AddOptions::default()).await?;
             store.get_to_path(&added.root, Range::default(), &output_file).await?;
             let body = serde_json::json!({ "file": output_file, "cid": added.root.to_string(), "result": &result });
             out.emit(&body, || {
@@ -215,19 +206,6 @@ async fn audio(
             })
         }
     }
-}
-
-/// The language a Piper voice speaks, from its `.onnx.json` (`language.code`, else espeak's
-/// voice).
-async fn voice_language(worker: &Worker, model: Option<&str>) -> anyhow::Result<String> {
-    let registry = worker.registry();
-    let voice = registry.resolve(model.unwrap_or(&worker.config().voice)).await?;
-    let config = format!("{}.json", voice.manifest.info.weights);
-    let bytes = registry.read_file(&voice, &config).await?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&bytes).with_context(|| format!("{config} of the voice"))?;
-    let code = json["language"]["code"].as_str().or_else(|| json["espeak"]["voice"].as_str());
-    Ok(code.unwrap_or("unknown").replace('_', "-"))
 }
 
 /// The Python original's `--hardware gpu|mps` spelled as our devices.

@@ -64,7 +64,7 @@ impl Audio {
 
 /// Decodes an audio file's bytes to mono (channels averaged), refusing more than
 /// `max_seconds` of it.
-pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<Audio> {
+pub fn decode(bytes: Vec<u8>, max_seconds: f64) -> Result<Audio> {
     if bytes.is_empty() {
         return Err(Error::InvalidInput("the audio file is empty (0 bytes)".into()));
     }
@@ -74,7 +74,7 @@ pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<Audio> {
         }
         e => Error::InvalidInput(format!("not readable audio ({what}): {e}")),
     };
-    let stream = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
+    let stream = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let probed = symphonia::default::get_probe()
         .format(&Hint::new(), stream, &FormatOptions::default(), &MetadataOptions::default())
         .map_err(|e| match e {
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn a_wav_round_trips_and_stereo_is_averaged() {
         let audio = Audio { samples: tone(16_000, 0.5, 440.0), sample_rate: 16_000 };
-        let back = decode(&audio.to_wav().expect("wav"), 60.0).expect("decodes");
+        let back = decode(audio.to_wav().expect("wav"), 60.0).expect("decodes");
         assert_eq!(back.sample_rate, 16_000);
         assert_eq!(back.samples.len(), audio.samples.len());
         let err = back
@@ -234,7 +234,7 @@ mod tests {
         assert!(err < 1e-4, "{err}");
 
         let stereo = wav(&[1000, 3000, -2000, 0], 8000, 2);
-        let mono = decode(&stereo, 60.0).expect("decodes");
+        let mono = decode(stereo, 60.0).expect("decodes");
         let expected = [2000.0 / 32768.0, -1000.0 / 32768.0];
         for (a, b) in mono.samples.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
@@ -258,21 +258,21 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused_with_a_reason() {
-        let empty = decode(&[], 60.0).expect_err("empty").to_string();
+        let empty = decode(Vec::new(), 60.0).expect_err("empty").to_string();
         assert!(empty.contains("empty"), "{empty}");
-        let text = decode(b"this is not audio at all, just some text", 60.0)
+        let text = decode(b"this is not audio at all, just some text".to_vec(), 60.0)
             .expect_err("text")
             .to_string();
         assert!(text.contains("not an audio file"), "{text}");
-        let zero = decode(&wav(&[], 16_000, 1), 60.0).expect_err("zero length").to_string();
+        let zero = decode(wav(&[], 16_000, 1), 60.0).expect_err("zero length").to_string();
         assert!(zero.contains("no samples"), "{zero}");
         let long =
-            decode(&wav(&vec![0; 16_000 * 3], 16_000, 1), 2.0).expect_err("too long").to_string();
+            decode(wav(&vec![0; 16_000 * 3], 16_000, 1), 2.0).expect_err("too long").to_string();
         assert!(long.contains("longer than the limit"), "{long}");
         // A WAV whose format tag is no codec this build has (0x1234).
         let mut odd = wav(&[0; 100], 16_000, 1);
         odd[20..22].copy_from_slice(&0x1234u16.to_le_bytes());
-        let odd = decode(&odd, 60.0).expect_err("unknown format").to_string();
+        let odd = decode(odd, 60.0).expect_err("unknown format").to_string();
         assert!(odd.contains("unsupported"), "{odd}");
     }
 }

@@ -290,9 +290,10 @@ fn write_tensor(
                 ));
             }
             shape[0] = to - from;
-            Values {
-                f32: values.f32.map(|v| v[from * row..to * row].to_vec()),
-                f16: values.f16.map(|v| v[from * row..to * row].to_vec()),
+            let range = from * row..to * row;
+            match values {
+                Values::F32(v) => Values::F32(v[range].to_vec()),
+                Values::F16(v) => Values::F16(v[range].to_vec()),
             }
         }
         None => values,
@@ -325,25 +326,23 @@ fn write_tensor(
 }
 
 /// A tensor's values as read: f16 kept as f16 (no round trip through f32), else f32.
-struct Values {
-    f32: Option<Vec<f32>>,
-    f16: Option<Vec<f16>>,
+enum Values {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
 }
 
 impl Values {
     fn into_f16(self) -> Vec<f16> {
-        match (self.f16, self.f32) {
-            (Some(v), _) => v,
-            (None, Some(v)) => v.into_iter().map(f16::from_f32).collect(),
-            (None, None) => Vec::new(),
+        match self {
+            Values::F16(v) => v,
+            Values::F32(v) => v.into_iter().map(f16::from_f32).collect(),
         }
     }
 
     fn into_f32(self) -> Vec<f32> {
-        match (self.f32, self.f16) {
-            (Some(v), _) => v,
-            (None, Some(v)) => v.into_iter().map(f16::to_f32).collect(),
-            (None, None) => Vec::new(),
+        match self {
+            Values::F32(v) => v,
+            Values::F16(v) => v.into_iter().map(f16::to_f32).collect(),
         }
     }
 }
@@ -353,26 +352,17 @@ impl Values {
 fn values(model: &ct2::Model<'_>, name: &str, variable: &Variable<'_>) -> Result<Values> {
     let data = variable.data;
     Ok(match variable.dtype {
-        DType::F32 => Values {
-            f32: Some(
-                data.chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            ),
-            f16: None,
-        },
-        DType::F16 => Values {
-            f32: None,
-            f16: Some(data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect()),
-        },
-        DType::Bf16 => Values {
-            f32: Some(
-                data.chunks_exact(2)
-                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                    .collect(),
-            ),
-            f16: None,
-        },
+        DType::F32 => Values::F32(
+            data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        ),
+        DType::F16 => {
+            Values::F16(data.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect())
+        }
+        DType::Bf16 => Values::F32(
+            data.chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        ),
         DType::I8 => {
             let scale_name = format!("{name}_scale");
             let scale = model.get(&scale_name).ok_or_else(|| {
@@ -395,7 +385,7 @@ fn values(model: &ct2::Model<'_>, name: &str, variable: &Variable<'_>) -> Result
                 .enumerate()
                 .map(|(i, q)| f32::from(*q as i8) / scales[i / per_row])
                 .collect();
-            Values { f32: Some(f32), f16: None }
+            Values::F32(f32)
         }
         DType::I16 | DType::I32 => {
             return Err(Error::invalid_file(

@@ -70,8 +70,8 @@ impl DType {
 /// One variable of a model: a tensor, or a scalar setting such as `encoder/num_heads`.
 #[derive(Debug, Clone, Copy)]
 pub struct Variable<'a> {
-    /// Dimensions, row-major (empty for a scalar).
-    pub dims: &'a [u8],
+    /// Dimensions as stored (`u32` each, row-major; empty for a scalar): see `shape`.
+    dims: &'a [u8],
     rank: usize,
     /// Element type.
     pub dtype: DType,

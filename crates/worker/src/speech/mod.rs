@@ -10,7 +10,7 @@ pub mod wav2vec2;
 pub mod whisper;
 
 pub use piper::{PiperSkill, Speech, SynthesizeOptions, Synthesizer};
-pub use wav2vec2::{CtcTranscription, Wav2Vec2, Wav2Vec2Skill};
+pub use wav2vec2::{Wav2Vec2, Wav2Vec2Skill};
 pub use whisper::{
     Segment, SpeechTask, TranscribeOptions, Transcriber, Transcription, WhisperSkill,
 };

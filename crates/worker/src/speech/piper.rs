@@ -41,6 +41,8 @@ pub struct VoiceConfig {
     pub phoneme_ids: HashMap<char, Vec<i64>>,
     /// The license, when the config says.
     pub license: Option<String>,
+    /// The language it speaks (`en-US`): the config's `language.code`, else espeak's voice.
+    pub language: String,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +61,13 @@ struct RawConfig {
     speaker_id_map: HashMap<String, i64>,
     #[serde(default)]
     license: Option<String>,
+    #[serde(default)]
+    language: Option<RawLanguage>,
+}
+
+#[derive(Deserialize)]
+struct RawLanguage {
+    code: String,
 }
 
 #[derive(Deserialize)]
@@ -120,9 +129,13 @@ impl VoiceConfig {
             length_scale: None,
             noise_w: None,
         });
+        let espeak_voice = raw.espeak.map_or_else(|| "en-us".into(), |e| e.voice);
+        let language =
+            raw.language.map_or_else(|| espeak_voice.clone(), |l| l.code).replace('_', "-");
         Ok(VoiceConfig {
             sample_rate: raw.audio.sample_rate,
-            espeak_voice: raw.espeak.map_or_else(|| "en-us".into(), |e| e.voice),
+            espeak_voice,
+            language,
             noise_scale: inference.noise_scale.unwrap_or(0.667),
             length_scale: inference.length_scale.unwrap_or(1.0),
             noise_w: inference.noise_w.unwrap_or(0.8),
@@ -153,6 +166,9 @@ impl VoiceConfig {
 /// Synthesis settings; the voice's defaults where `None`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SynthesizeOptions {
+    /// The language the caller expects (`en`, `en-US`): a voice speaks one, so another is an
+    /// error, not text read with the wrong phonemes.
+    pub language: Option<String>,
     /// Speaker (name or numeric id) of a multi-speaker voice.
     pub speaker: Option<String>,
     /// Speaking rate as a length scale: 1 normal, 2 twice as slow.
@@ -232,8 +248,9 @@ impl Skill for PiperSkill {
 /// The ONNX Runtime library, opened once per process: `[worker] onnxruntime`, else
 /// `ORT_DYLIB_PATH`.
 fn runtime(configured: Option<&Path>) -> Result<&'static ort::environment::Environment> {
-    static RUNTIME: OnceLock<std::result::Result<ort::environment::Environment, String>> =
-        OnceLock::new();
+    // ONNX Runtime allows one environment per process: the first library opened is kept.
+    type Opened = (PathBuf, std::result::Result<ort::environment::Environment, String>);
+    static RUNTIME: OnceLock<Opened> = OnceLock::new();
     let path: Option<PathBuf> = configured
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
@@ -242,17 +259,26 @@ fn runtime(configured: Option<&Path>) -> Result<&'static ort::environment::Envir
             "ONNX Runtime is not configured: set [worker] onnxruntime or ORT_DYLIB_PATH to libonnxruntime.so (`cargo xtask models fetch` extracts it from the onnxruntime wheel)".into(),
         ));
     };
-    RUNTIME
-        .get_or_init(|| {
-            tracing::info!(library = %path.display(), "opening ONNX Runtime");
-            ort::init_from(&path)
-                .map_err(|e| format!("cannot open ONNX Runtime at {}: {e}", path.display()))?
-                .with_name("ipfs-accelerate")
-                .build()
-                .map_err(|e| format!("ONNX Runtime at {}: {e}", path.display()))
-        })
-        .as_ref()
-        .map_err(|e| Error::Device(e.clone()))
+    let (opened, environment) = RUNTIME.get_or_init(|| {
+        tracing::info!(library = %path.display(), "opening ONNX Runtime");
+        let environment = ort::init_from(&path)
+            .map_err(|e| format!("cannot open ONNX Runtime at {}: {e}", path.display()))
+            .and_then(|builder| {
+                builder
+                    .with_name("ipfs-accelerate")
+                    .build()
+                    .map_err(|e| format!("ONNX Runtime at {}: {e}", path.display()))
+            });
+        (path.clone(), environment)
+    });
+    if *opened != path {
+        return Err(Error::Device(format!(
+            "this process already opened ONNX Runtime from {}; it cannot open {} too",
+            opened.display(),
+            path.display()
+        )));
+    }
+    environment.as_ref().map_err(|e| Error::Device(e.clone()))
 }
 
 /// A loaded Piper voice.
@@ -297,6 +323,15 @@ impl Synthesizer {
             return Err(Error::InvalidInput(format!(
                 "the text is longer than {MAX_TEXT_CHARS} characters"
             )));
+        }
+        if let Some(language) = &options.language {
+            let spoken = self.config.language.to_lowercase();
+            if !spoken.starts_with(&language.to_lowercase().replace('_', "-")) {
+                return Err(Error::InvalidInput(format!(
+                    "the voice speaks {}, not {language}: choose a voice for {language}",
+                    self.config.language
+                )));
+            }
         }
         let speaker = self.speaker(options.speaker.as_deref())?;
         let scales = [

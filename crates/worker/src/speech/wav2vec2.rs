@@ -12,12 +12,13 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, LayerNormConfig, Linear, VarBuilder};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::audio::Audio;
 use crate::error::{Error, Result};
 use crate::manifest::{Format, Manifest};
 use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
+use crate::speech::{Segment, SpeechTask, TranscribeOptions, Transcription};
 
 /// The sample rate wav2vec2 listens at.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -203,26 +204,17 @@ impl std::fmt::Debug for Wav2Vec2 {
     }
 }
 
-/// What wav2vec2 heard.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CtcTranscription {
-    /// The text (word delimiters as spaces).
-    pub text: String,
-    /// Frames (20 ms each at the usual strides).
-    pub frames: usize,
-}
-
 impl Wav2Vec2 {
     /// Loads a model from its `config.json`, safetensors weights and (for CTC) `vocab.json`.
     pub fn load(
         config: &[u8],
-        weights: &[u8],
+        weights: Vec<u8>,
         vocab: Option<&[u8]>,
         device: &Device,
     ) -> Result<Wav2Vec2> {
         let config = Config::parse(config)?;
         let bytes = weights.len() as u64;
-        let vb = VarBuilder::from_buffered_safetensors(weights.to_vec(), DType::F32, device)
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
             .map_err(|e| Error::invalid_file("model.safetensors", e))?;
         // `Wav2Vec2ForCTC` nests the model under `wav2vec2.`; a bare `Wav2Vec2Model` does not.
         let root = if vb.contains_tensor("wav2vec2.feature_projection.projection.weight") {
@@ -400,9 +392,24 @@ impl Wav2Vec2 {
         Ok(head.forward(&self.hidden_states(input_values)?)?)
     }
 
-    /// Greedy CTC: the best token per frame, repeats merged, padding dropped, `|` a space.
-    pub fn transcribe(&self, audio: Audio, cancel: &Cancel) -> Result<CtcTranscription> {
+    /// Greedy CTC: the best token per frame, repeats merged, blanks (padding) then special
+    /// tokens dropped, `|` a space. One segment spanning the audio: CTC has no timestamps
+    /// here, and the model speaks the one language it was trained on, so options asking for
+    /// a language, translation or timestamps are refused rather than ignored.
+    pub fn transcribe(
+        &self,
+        audio: Audio,
+        options: &TranscribeOptions,
+        cancel: &Cancel,
+    ) -> Result<Transcription> {
+        if options.language.is_some() || options.task == SpeechTask::Translate || options.timestamps
+        {
+            return Err(Error::InvalidInput(
+                "wav2vec2 transcribes its one language without timestamps: --language, --task translate and --timestamps do not apply".into(),
+            ));
+        }
         let audio = audio.resampled(SAMPLE_RATE)?;
+        let duration = audio.seconds();
         cancel.check()?;
         let logits = self.logits(&Self::normalize(&audio.samples))?;
         let ids: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
@@ -421,7 +428,8 @@ impl Wav2Vec2 {
             previous = Some(*id);
         }
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        Ok(CtcTranscription { text, frames: ids.len() })
+        let segments = vec![Segment { start: 0.0, end: duration, text: text.clone() }];
+        Ok(Transcription { text, language: None, segments, duration })
     }
 
     /// The mean of the last hidden states over time.
@@ -485,7 +493,7 @@ impl Skill for Wav2Vec2Skill {
     ) -> Result<Loaded> {
         let config = files.take("config.json")?;
         let weights = files.take(&manifest.info.weights)?;
-        let model = Wav2Vec2::load(&config, &weights, files.get("vocab.json"), &context.device)?;
+        let model = Wav2Vec2::load(&config, weights, files.get("vocab.json"), &context.device)?;
         Ok(Loaded::Wav2Vec2(std::sync::Arc::new(model)))
     }
 }

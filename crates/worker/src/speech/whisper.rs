@@ -75,8 +75,9 @@ pub struct Segment {
 pub struct Transcription {
     /// The whole text.
     pub text: String,
-    /// The language (given, or detected).
-    pub language: String,
+    /// The language (given, or detected); `None` for a model that does not identify it
+    /// (wav2vec2 transcribes the one language it was trained on).
+    pub language: Option<String>,
     /// Segments in order.
     pub segments: Vec<Segment>,
     /// Seconds of audio heard.
@@ -202,9 +203,19 @@ impl Transcriber {
         params.set_print_timestamps(false);
         state.full(params, &audio.samples).map_err(failed)?;
         cancel.check()?;
-        let language = whisper_rs::get_lang_str(state.full_lang_id_from_state())
-            .unwrap_or("unknown")
-            .to_string();
+        let language = match &options.language {
+            Some(given) => given.clone(),
+            None => {
+                let id = state.full_lang_id_from_state();
+                whisper_rs::get_lang_str(id)
+                    .ok_or_else(|| {
+                        Error::Inference(format!(
+                            "whisper.cpp detected language id {id}, which it cannot name"
+                        ))
+                    })?
+                    .to_string()
+            }
+        };
         let mut segments = Vec::new();
         for segment in state.as_iter() {
             let text = segment.to_str_lossy().map_err(failed)?.trim().to_string();
@@ -219,6 +230,6 @@ impl Transcriber {
             });
         }
         let text = segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ");
-        Ok(Transcription { text, language, segments, duration: audio.seconds() })
+        Ok(Transcription { text, language: Some(language), segments, duration: audio.seconds() })
     }
 }
