@@ -2,8 +2,8 @@
 
 Run by hand in a throwaway venv (never in CI):
 
-    python3 -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install torch transformers safetensors
-    /tmp/refvenv/bin/python tools/gen_fixtures.py crates/worker/tests/fixtures
+    python3 -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install torch transformers safetensors tokenizers
+    /tmp/refvenv/bin/python tools/gen_fixtures.py crates/worker/tests/fixtures [family…]
 
 For each family it builds a tiny randomly initialised model from a config (then adds seeded
 noise to every parameter, so a transposed or misnamed tensor cannot pass by symmetry), saves
@@ -86,11 +86,116 @@ def wav2vec2(out, stable):
     print(name, "->", d, {k: os.path.getsize(os.path.join(d, k)) for k in os.listdir(d)})
 
 
+def clap(out):
+    """CLAP (HTSAT audio + RoBERTa text) with fusion: features, embeddings and logits.
+
+    HF's fusion crops of a long clip are random (`np.random.choice` over the front, middle
+    and back thirds). The Rust extractor takes the middle of each range instead, so the
+    generator pins `np.random.choice` to that rule while computing the committed features.
+    A lone short clip gets `is_longer=True` from HF (it marks one random clip of an
+    all-short batch); the batch below mixes a short and a long clip so both model paths run.
+    """
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel, RobertaTokenizerFast
+
+    name = "clap"
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+
+    # A byte-level BPE tokenizer in RoBERTa's form (<s> … </s>, <pad> = 1), trained here.
+    corpus = ["the sound of a dog barking", "rain falling on a window", "a bell ringing",
+              "birds singing in the morning", "a car engine", "people talking", "music playing"] * 4
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus, vocab_size=300, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
+    bpe.save(os.path.join(d, "tokenizer.json"))
+    tokenizer = RobertaTokenizerFast(tokenizer_file=os.path.join(d, "tokenizer.json"))
+    vocab = bpe.get_vocab_size()
+
+    config = ClapConfig(
+        text_config=dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=40, pad_token_id=1),
+        audio_config=dict(num_mel_bins=64, spec_size=128, patch_size=4, patch_stride=[4, 4], window_size=8,
+                          depths=[2, 2], num_attention_heads=[2, 2], patch_embeds_hidden_size=16,
+                          hidden_size=32, enable_fusion=True, fusion_type="aff_2d"),
+        projection_dim=16,
+        architectures=["ClapModel"],
+    )
+    torch.manual_seed(13)
+    model = ClapModel(config)
+    noisy(model, 17)
+    # BatchNorm statistics too (they are buffers, so `noisy` leaves them at 0/1).
+    g = torch.Generator().manual_seed(19)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.add_(torch.randn(module.running_mean.shape, generator=g) * 0.1)
+                module.running_var.mul_(1 + torch.rand(module.running_var.shape, generator=g))
+    model.eval()
+    model.save_pretrained(d, safe_serialization=True)
+
+    extractor = ClapFeatureExtractor(feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=1,
+                                     fft_window_size=1024, truncation="fusion", padding="repeatpad")
+    extractor.save_pretrained(d)
+
+    rng = np.random.default_rng(2)
+    def tone(seconds, f0, f1):
+        t = np.arange(int(48000 * seconds)) / 48000
+        phase = 2 * np.pi * (f0 * t + (f1 - f0) * t * t / (2 * seconds))
+        return (0.4 * np.sin(phase) + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)
+    short = tone(0.4, 300, 900)
+    long = tone(1.6, 2000, 400)
+
+    real_choice = np.random.choice
+    np.random.choice = lambda options: options[len(options) // 2]
+    try:
+        f_short = extractor(short, sampling_rate=48000, return_tensors="pt")
+        f_long = extractor(long, sampling_rate=48000, return_tensors="pt")
+    finally:
+        np.random.choice = real_choice
+    assert bool(f_short.is_longer[0, 0]) and bool(f_long.is_longer[0, 0])
+
+    texts = ["a dog barking", "rain on a window"]
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    features = torch.cat([f_short.input_features, f_long.input_features]).float()
+    is_longer = torch.tensor([[False], [True]])
+    with torch.no_grad():
+        output = model(input_ids=encoded.input_ids, attention_mask=encoded.attention_mask,
+                       input_features=features, is_longer=is_longer)
+        # The lone short clip as HF classifies it (is_longer=True).
+        alone = model.get_audio_features(input_features=f_short.input_features.float(),
+                                         is_longer=f_short.is_longer).pooler_output
+    tensors = {
+        "raw_short": torch.from_numpy(short),
+        "raw_long": torch.from_numpy(long),
+        "features_short": f_short.input_features[0].float(),
+        "features_long": f_long.input_features[0].float(),
+        "input_ids": encoded.input_ids,
+        "attention_mask": encoded.attention_mask,
+        "logits_per_audio": output.logits_per_audio,
+        "logits_per_text": output.logits_per_text,
+        "text_embeds": output.text_embeds,
+        "audio_embeds": output.audio_embeds,
+        "audio_embeds_alone": alone,
+    }
+    save_file({k: v.clone().contiguous() for k, v in tensors.items()}, os.path.join(out, f"{name}.safetensors"))
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump({"texts": texts}, f)
+    print(name, "->", d, {k: os.path.getsize(os.path.join(d, k)) for k in os.listdir(d)},
+          os.path.getsize(os.path.join(out, f"{name}.safetensors")))
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    wav2vec2(out, stable=False)
-    wav2vec2(out, stable=True)
+    only = set(sys.argv[2:])
+    if not only or "wav2vec2" in only:
+        wav2vec2(out, stable=False)
+        wav2vec2(out, stable=True)
+    if not only or "clap" in only:
+        clap(out)
 
 
 if __name__ == "__main__":

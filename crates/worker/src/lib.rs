@@ -59,6 +59,6 @@ pub use registry::{ImportOptions, Model, Registry};
 pub use skill::{Cancel, Embeddings, FinishReason, GeneratedText, Similarity, Task, Usage};
 pub use source::SourceOptions;
 pub use worker::{
-    build_info, AudioEmbedding, Inference, LoadedModel, ModelRef, SynthesizedSpeech, Timings,
-    Worker, WorkerConfig, RESULTS_NAMESPACE,
+    build_info, AudioClassification, AudioEmbedding, Inference, LoadedModel, ModelRef,
+    SynthesizedSpeech, Timings, Worker, WorkerConfig, RESULTS_NAMESPACE,
 };

@@ -29,6 +29,8 @@ pub enum Task {
     SpeechSynthesis,
     /// Audio → one vector.
     AudioEmbedding,
+    /// Audio + candidate labels → label probabilities (zero-shot).
+    AudioClassification,
 }
 
 impl Task {
@@ -40,6 +42,7 @@ impl Task {
             Task::SpeechRecognition => "speech-recognition",
             Task::SpeechSynthesis => "speech-synthesis",
             Task::AudioEmbedding => "audio-embedding",
+            Task::AudioClassification => "audio-classification",
         }
     }
 }
@@ -151,6 +154,8 @@ pub enum Loaded {
     Synthesizer(Arc<crate::speech::Synthesizer>),
     /// A wav2vec2 model (CTC recognition, embeddings).
     Wav2Vec2(Arc<crate::speech::Wav2Vec2>),
+    /// A CLAP model (zero-shot audio classification, audio embeddings).
+    Clap(Arc<crate::speech::Clap>),
 }
 
 impl Loaded {
@@ -162,6 +167,7 @@ impl Loaded {
             Loaded::Transcriber(m) => m.memory_bytes(),
             Loaded::Synthesizer(m) => m.memory_bytes(),
             Loaded::Wav2Vec2(m) => m.memory_bytes(),
+            Loaded::Clap(m) => m.memory_bytes(),
         }
     }
 }
@@ -197,6 +203,8 @@ pub fn skills() -> &'static [&'static dyn Skill] {
         &crate::speech::Wav2Vec2Skill(Task::SpeechRecognition),
         &crate::speech::Wav2Vec2Skill(Task::AudioEmbedding),
         &crate::speech::PiperSkill,
+        &crate::speech::ClapSkill(Task::AudioClassification),
+        &crate::speech::ClapSkill(Task::AudioEmbedding),
     ]
 }
 

@@ -51,6 +51,7 @@ const RESULTS_VERSION: u32 = 1;
 /// generate_model = "smollm2-135m"
 /// transcribe_model = "whisper-base"
 /// voice = "piper-joe"            # the voice `infer audio synthesize` uses by default
+/// audio_classify_model = "clap" # the CLAP model `infer audio classify` uses by default
 /// threads = 4                   # whisper.cpp / ONNX Runtime threads; default: all cores
 /// onnxruntime = "/opt/onnxruntime/lib/libonnxruntime.so"   # else ORT_DYLIB_PATH
 /// max_audio_seconds = 3600      # longer input is refused
@@ -88,6 +89,9 @@ pub struct WorkerConfig {
     /// The default text-to-speech voice.
     #[serde(default = "default_voice")]
     pub voice: String,
+    /// The default zero-shot audio classification (CLAP) model.
+    #[serde(default = "default_audio_classify_model")]
+    pub audio_classify_model: String,
     /// Threads for whisper.cpp and ONNX Runtime (candle uses its own pool); all cores when
     /// unset. On a busy 2-core machine use 1: ggml's spinning pool collapses under contention.
     #[serde(default)]
@@ -129,6 +133,9 @@ fn default_transcribe_model() -> String {
 fn default_voice() -> String {
     "piper-joe".into()
 }
+fn default_audio_classify_model() -> String {
+    "clap".into()
+}
 fn default_max_audio_seconds() -> f64 {
     3600.0
 }
@@ -145,6 +152,7 @@ impl Default for WorkerConfig {
             generate_model: default_generate_model(),
             transcribe_model: default_transcribe_model(),
             voice: default_voice(),
+            audio_classify_model: default_audio_classify_model(),
             threads: None,
             onnxruntime: None,
             max_audio_seconds: default_max_audio_seconds(),
@@ -500,7 +508,8 @@ impl Worker {
         .await
     }
 
-    /// One vector for an audio file's bytes (wav2vec2: the mean of its last hidden states).
+    /// One vector for an audio file's bytes (wav2vec2: the mean of its last hidden states;
+    /// CLAP: the unit-norm projected audio embedding).
     pub async fn embed_audio(
         &self,
         model: &str,
@@ -515,11 +524,52 @@ impl Worker {
             request,
             true,
             move |loaded, cancel| {
-                let Loaded::Wav2Vec2(m) = loaded else {
-                    return Err(Error::Task("not an audio embedding model".into()));
+                let vector = match loaded {
+                    Loaded::Wav2Vec2(m) => m.embed(decoded, cancel)?,
+                    Loaded::Clap(m) => m.embed(decoded, cancel)?,
+                    _ => return Err(Error::Task("not an audio embedding model".into())),
                 };
-                let vector = m.embed(decoded, cancel)?;
                 Ok(AudioEmbedding { dim: vector.len(), vector })
+            },
+        )
+        .await
+    }
+
+    /// Zero-shot classification of an audio file's bytes against `labels` with CLAP `model`
+    /// (the configured default when `None`): every label's probability, best first, cut to
+    /// `top_k` when given.
+    pub async fn classify_audio(
+        &self,
+        model: Option<&str>,
+        audio: Vec<u8>,
+        labels: Vec<String>,
+        top_k: Option<usize>,
+    ) -> Result<Inference<AudioClassification>> {
+        if labels.is_empty() {
+            return Err(Error::InvalidInput("no labels to classify against".into()));
+        }
+        if top_k == Some(0) {
+            return Err(Error::InvalidInput("top_k must be at least 1".into()));
+        }
+        let (digest, decoded) = self.decode_audio(audio).await?;
+        let model = model.unwrap_or(&self.inner.config.audio_classify_model).to_string();
+        let request = json!({ "audio_sha256": digest, "labels": labels, "top_k": top_k });
+        self.run(
+            &model,
+            Task::AudioClassification,
+            "classify-audio",
+            request,
+            true,
+            move |loaded, cancel| {
+                let Loaded::Clap(m) = loaded else {
+                    return Err(Error::Task("not an audio classification model".into()));
+                };
+                let mut labels = m.classify(decoded, &labels, cancel)?;
+                labels.truncate(top_k.unwrap_or(usize::MAX));
+                Ok(AudioClassification {
+                    labels,
+                    template: crate::speech::clap::LABEL_TEMPLATE.into(),
+                })
             },
         )
         .await
@@ -870,6 +920,15 @@ pub struct AudioEmbedding {
     pub vector: Vec<f32>,
     /// Its dimension.
     pub dim: usize,
+}
+
+/// Labels scored by [`Worker::classify_audio`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioClassification {
+    /// Labels with probabilities, best first.
+    pub labels: Vec<crate::speech::LabelScore>,
+    /// The prompt each label was put into.
+    pub template: String,
 }
 
 /// Speech made by [`Worker::synthesize`].

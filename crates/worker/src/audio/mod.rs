@@ -5,6 +5,8 @@
 //! substitute (the Python original transcribed a second of silence when it could not read
 //! the file).
 
+pub mod mel;
+
 use std::io::Cursor;
 
 use rubato::{FftFixedIn, Resampler};

@@ -12,6 +12,7 @@
 use half::f16;
 
 use super::ct2::{self, DType, Variable};
+use crate::audio::mel::{MelBank, MelScale};
 use crate::error::{Error, Result};
 
 /// Names the conversion in derived models' manifests; bump it when the output changes.
@@ -451,46 +452,14 @@ fn byte_decoder() -> std::collections::HashMap<char, u8> {
 /// `filters.mel(sr=16000, n_fft=400, n_mels)` (Slaney scale, Slaney area normalisation),
 /// which OpenAI's `mel_filters.npz` holds.
 pub fn mel_filters(n_mels: usize) -> Vec<f32> {
-    let n_freq = N_FFT / 2 + 1;
-    let fft_freqs: Vec<f64> =
-        (0..n_freq).map(|i| i as f64 * (SAMPLE_RATE / 2.0) / (n_freq - 1) as f64).collect();
-    let (min, max) = (hz_to_mel(0.0), hz_to_mel(SAMPLE_RATE / 2.0));
-    let mel_f: Vec<f64> = (0..n_mels + 2)
-        .map(|i| mel_to_hz(min + (max - min) * i as f64 / (n_mels + 1) as f64))
-        .collect();
-    let mut weights = vec![0f32; n_mels * n_freq];
-    for m in 0..n_mels {
-        let (lo, mid, hi) = (mel_f[m], mel_f[m + 1], mel_f[m + 2]);
-        let norm = 2.0 / (hi - lo);
-        for (k, f) in fft_freqs.iter().enumerate() {
-            let lower = (f - lo) / (mid - lo);
-            let upper = (hi - f) / (hi - mid);
-            weights[m * n_freq + k] = (lower.min(upper).max(0.0) * norm) as f32;
-        }
-    }
-    weights
-}
-
-const F_SP: f64 = 200.0 / 3.0;
-const MIN_LOG_HZ: f64 = 1000.0;
-const MIN_LOG_MEL: f64 = MIN_LOG_HZ / F_SP;
-
-fn log_step() -> f64 {
-    6.4f64.ln() / 27.0
-}
-
-fn hz_to_mel(hz: f64) -> f64 {
-    if hz >= MIN_LOG_HZ {
-        MIN_LOG_MEL + (hz / MIN_LOG_HZ).ln() / log_step()
-    } else {
-        hz / F_SP
-    }
-}
-
-fn mel_to_hz(mel: f64) -> f64 {
-    if mel >= MIN_LOG_MEL {
-        MIN_LOG_HZ * (log_step() * (mel - MIN_LOG_MEL)).exp()
-    } else {
-        F_SP * mel
-    }
+    let bank = MelBank {
+        frequency_bins: N_FFT / 2 + 1,
+        mels: n_mels,
+        min_hz: 0.0,
+        max_hz: SAMPLE_RATE / 2.0,
+        sample_rate: SAMPLE_RATE as u32,
+        scale: MelScale::Slaney,
+        slaney_norm: true,
+    };
+    bank.weights().into_iter().map(|w| w as f32).collect()
 }
