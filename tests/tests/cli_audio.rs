@@ -124,3 +124,44 @@ fn audio_errors_name_the_problem() {
     let derived = env.json(&["storage", "names", "ls", "models-derived"]);
     assert_eq!(derived.as_array().map(Vec::len), Some(0), "{derived}");
 }
+
+/// The tiny CLAP model the worker's parity tests use (real HF layout, seeded weights).
+fn clap_fixture() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/worker/tests/fixtures/clap")
+}
+
+#[test]
+fn classify_audio_through_the_cli() {
+    let env = Env::new();
+    let clap = env.json(&["models", "import", clap_fixture().to_str().unwrap(), "--name", "clap"]);
+    assert_eq!(clap["manifest"]["family"], "clap", "{clap}");
+    // espeak-ng speaks at 22.05 kHz: the worker resamples to CLAP's 48 kHz.
+    let wav = env.home().join("speech.wav");
+    std::fs::write(&wav, servers::espeak_wav("A dog is barking.")).unwrap();
+    let args = ["infer", "audio", "classify", "--audio-file", wav.to_str().unwrap()];
+
+    let all = env.json(&[&args[..], &["--labels", "a dog barking, rain ,a bell"]].concat());
+    assert_eq!(all["skill"], "clap-classify", "{all}");
+    let labels = all["output"]["labels"].as_array().unwrap();
+    let names: Vec<&str> = labels.iter().map(|l| l["label"].as_str().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["a bell", "a dog barking", "rain"], "labels are trimmed: {all}");
+    let total: f64 = labels.iter().map(|l| l["score"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-4, "{all}");
+
+    let top =
+        env.json(&[&args[..], &["--labels", "a dog barking,rain,a bell", "--top-k", "1"]].concat());
+    assert_eq!(top["output"]["labels"].as_array().map(Vec::len), Some(1), "{top}");
+    assert_eq!(top["output"]["labels"][0]["label"], labels[0]["label"], "{top}");
+
+    // Human output: one line per label, best first.
+    let out = env.cmd().args(args).args(["--labels", "rain,a bell"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    let error = failure(env.std_cmd(), &[&args[..], &["--labels", " , "]].concat());
+    assert!(error["message"].as_str().unwrap().contains("no labels"), "{error}");
+    let error = failure(env.std_cmd(), &[&args[..], &["--labels", "rain,rain"]].concat());
+    assert!(error["message"].as_str().unwrap().contains("twice"), "{error}");
+}

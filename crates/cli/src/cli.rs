@@ -669,8 +669,21 @@ pub enum InferAudioCommand {
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// One vector for an audio file (wav2vec2: the mean of its last hidden states); needs
-    /// --model.
+    /// Zero-shot classification against labels you give (CLAP): each label's probability
+    /// [model default: worker.audio_classify_model].
+    Classify {
+        /// The audio file.
+        #[arg(long)]
+        audio_file: PathBuf,
+        /// The candidate labels, comma-separated ("a dog barking,rain,a bell").
+        #[arg(long)]
+        labels: String,
+        /// Show only the best K labels [default: all].
+        #[arg(long)]
+        top_k: Option<usize>,
+    },
+    /// One vector for an audio file (wav2vec2: the mean of its last hidden states; CLAP: its
+    /// projected audio embedding); needs --model.
     Embed {
         /// The audio file.
         #[arg(long)]

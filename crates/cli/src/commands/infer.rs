@@ -133,11 +133,7 @@ async fn audio(
 ) -> anyhow::Result<()> {
     match command {
         InferAudioCommand::Transcribe { audio_file, language, task, timestamps, threads: _ } => {
-            // The user's audio: read once; only its digest (in the result cache key) is kept.
-            #[allow(clippy::disallowed_methods)]
-            // storage-audit: allow(reads the audio the user asked to transcribe; persists nothing)
-            let bytes = std::fs::read(&audio_file)
-                .with_context(|| format!("reading {}", audio_file.display()))?;
+            let bytes = read_audio(&audio_file)?;
             let options = TranscribeOptions {
                 language,
                 task: match task {
@@ -158,12 +154,20 @@ async fn audio(
                 }
             })
         }
+        InferAudioCommand::Classify { audio_file, labels, top_k } => {
+            let labels = ipfs_accelerate_worker::speech::clap::parse_labels(&labels)?;
+            let bytes = read_audio(&audio_file)?;
+            let result = worker.classify_audio(model, bytes, labels, top_k).await?;
+            emit(&result, quiet, out, || {
+                for scored in &result.output.labels {
+                    println!("{:>6.2}%  {}", scored.score * 100.0, scored.label);
+                }
+            })
+        }
         InferAudioCommand::Embed { audio_file } => {
-            let model = model.context("infer audio embed needs --model (a wav2vec2 model)")?;
-            #[allow(clippy::disallowed_methods)]
-            // storage-audit: allow(reads the audio the user asked to embed; persists nothing)
-            let bytes = std::fs::read(&audio_file)
-                .with_context(|| format!("reading {}", audio_file.display()))?;
+            let model =
+                model.context("infer audio embed needs --model (a wav2vec2 or CLAP model)")?;
+            let bytes = read_audio(&audio_file)?;
             let result = worker.embed_audio(model, bytes).await?;
             emit(&result, quiet, out, || {
                 let head: Vec<String> =
@@ -206,6 +210,13 @@ async fn audio(
             })
         }
     }
+}
+
+/// The user's audio file, read once; only its digest (in the result cache key) is kept.
+fn read_audio(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    #[allow(clippy::disallowed_methods)]
+    // storage-audit: allow(reads the audio the user asked to process; persists nothing)
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// The Python original's `--hardware gpu|mps` spelled as our devices.
