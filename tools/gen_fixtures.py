@@ -2,7 +2,7 @@
 
 Run by hand in a throwaway venv (never in CI):
 
-    python3 -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install torch transformers safetensors tokenizers
+    python3 -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install torch transformers safetensors tokenizers pillow
     /tmp/refvenv/bin/python tools/gen_fixtures.py crates/worker/tests/fixtures [family…]
 
 For each family it builds a tiny randomly initialised model from a config (then adds seeded
@@ -187,6 +187,116 @@ def clap(out):
           os.path.getsize(os.path.join(out, f"{name}.safetensors")))
 
 
+def fixture_images(out):
+    """Two small PNGs (lossless, so decoders agree to the bit): a landscape one larger than the
+    tiny models' 32 px input (downscaling, antialiased) and a portrait one smaller (upscaling)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    images = {}
+    for name, (w, h) in {"landscape": (61, 45), "portrait": (21, 29)}.items():
+        y, x = np.mgrid[0:h, 0:w]
+        rgb = np.stack([x * 255 / w, y * 255 / h, (x + y) * 127 / (w + h)], -1)
+        rgb = np.clip(rgb + rng.normal(0, 20, rgb.shape), 0, 255).astype(np.uint8)
+        path = os.path.join(out, f"image-{name}.png")
+        Image.fromarray(rgb, "RGB").save(path)
+        images[name] = Image.open(path)
+    return images
+
+
+def clip_tokenizer(path, corpus):
+    """A tiny BPE tokenizer in CLIP's form (lower-cased, `</w>` word ends, byte-level, wrapped in
+    <|startoftext|> … <|endoftext|>), with the two specials as the last ids as in OpenAI's vocab."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors, trainers, decoders
+
+    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token=None))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, end_of_word_suffix="</w>", initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[])
+    tok.train_from_iterator(corpus, trainer)
+    tok.add_special_tokens(["<|startoftext|>", "<|endoftext|>"])
+    bos, eos = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
+    tok.post_processor = processors.RobertaProcessing(("<|endoftext|>", eos), ("<|startoftext|>", bos), trim_offsets=False, add_prefix_space=False)
+    tok.save(path)
+    return tok, bos, eos
+
+
+def clip(out, images):
+    from transformers import CLIPConfig, CLIPModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    name = "clip"
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+    corpus = ["a photo of a cat", "a photo of a dog", "a red square", "a blue gradient", "noise on a screen"] * 4
+    tok, bos, eos = clip_tokenizer(os.path.join(d, "tokenizer.json"), corpus)
+    vocab = tok.get_vocab_size()
+    assert eos == vocab - 1, "candle pools the text at argmax(ids): EOS must be the largest id"
+    config = CLIPConfig(
+        text_config=dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=16, bos_token_id=bos, eos_token_id=eos,
+                         pad_token_id=eos),
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                           image_size=32, patch_size=8),
+        projection_dim=16,
+        architectures=["CLIPModel"],
+    )
+    torch.manual_seed(21)
+    model = noisy(CLIPModel(config), 23).eval()
+    model.save_pretrained(d, safe_serialization=True)
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor.save_pretrained(d)
+
+    pixels = processor([images["landscape"], images["portrait"]], return_tensors="pt").pixel_values
+    texts = ["a photo of a cat", "a blue gradient on a screen", "dog"]
+    enc = tok.encode_batch(texts)
+    longest = max(len(e.ids) for e in enc)
+    ids = torch.tensor([e.ids + [eos] * (longest - len(e.ids)) for e in enc])
+    with torch.no_grad():
+        output = model(input_ids=ids, pixel_values=pixels)
+    tensors = {
+        "pixel_values": pixels,
+        "input_ids": ids,
+        "logits_per_image": output.logits_per_image,
+        "logits_per_text": output.logits_per_text,
+        "text_embeds": output.text_embeds,
+        "image_embeds": output.image_embeds,
+    }
+    save_file({k: v.clone().contiguous() for k, v in tensors.items()}, os.path.join(out, f"{name}.safetensors"))
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump({"texts": texts, "images": ["image-landscape.png", "image-portrait.png"]}, f)
+    print(name, "->", d, {k: os.path.getsize(os.path.join(d, k)) for k in os.listdir(d)})
+
+
+def vit(out, images):
+    from transformers import ViTConfig, ViTForImageClassification
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    name = "vit"
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+    labels = ["tabby cat", "golden retriever", "red square", "gradient", "static noise"]
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                       image_size=32, patch_size=8, num_labels=len(labels),
+                       id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+                       architectures=["ViTForImageClassification"])
+    torch.manual_seed(31)
+    model = noisy(ViTForImageClassification(config), 37).eval()
+    model.save_pretrained(d, safe_serialization=True)
+    processor = ViTImageProcessorPil(size={"height": 32, "width": 32})
+    processor.save_pretrained(d)
+    pixels = processor([images["landscape"], images["portrait"]], return_tensors="pt").pixel_values
+    with torch.no_grad():
+        logits = model(pixel_values=pixels).logits
+    tensors = {"pixel_values": pixels, "logits": logits}
+    save_file({k: v.clone().contiguous() for k, v in tensors.items()}, os.path.join(out, f"{name}.safetensors"))
+    print(name, "->", d, {k: os.path.getsize(os.path.join(d, k)) for k in os.listdir(d)})
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -196,6 +306,12 @@ def main():
         wav2vec2(out, stable=True)
     if not only or "clap" in only:
         clap(out)
+    if not only or only & {"clip", "vit"}:
+        images = fixture_images(out)
+        if not only or "clip" in only:
+            clip(out, images)
+        if not only or "vit" in only:
+            vit(out, images)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@
 //! - [`speech`]: Whisper on whisper.cpp (CTranslate2 models converted to ggml in Rust, kept
 //!   as derived models) and Piper voices on ONNX Runtime with espeak-ng phonemes; [`audio`]
 //!   decodes, resamples and writes the audio.
+//!   [`speech`] also has wav2vec2 and CLAP written in candle.
+//! - [`vision`]: CLIP and ViT on candle, HF image preprocessing to the bit, a hardened image
+//!   fetcher.
 //! - [`Worker`]: loaded models under a memory budget, a bounded queue and a concurrency limit
 //!   per model, cancellation, device selection with its reason, and deterministic results
 //!   kept in the store's cache.
@@ -52,6 +55,7 @@ pub mod skill;
 mod source;
 pub mod speech;
 pub mod text;
+pub mod vision;
 mod worker;
 
 pub use error::{Error, Result};
@@ -59,6 +63,7 @@ pub use registry::{ImportOptions, Model, Registry};
 pub use skill::{Cancel, Embeddings, FinishReason, GeneratedText, Similarity, Task, Usage};
 pub use source::SourceOptions;
 pub use worker::{
-    build_info, AudioClassification, AudioEmbedding, Inference, LoadedModel, ModelRef,
-    SynthesizedSpeech, Timings, Worker, WorkerConfig, RESULTS_NAMESPACE,
+    build_info, AudioClassification, AudioEmbedding, ImageClassification, ImageEmbedding,
+    ImageSource, ImageTextSimilarity, Inference, LoadedModel, ModelRef, SynthesizedSpeech, Timings,
+    Worker, WorkerConfig, RESULTS_NAMESPACE,
 };

@@ -31,6 +31,12 @@ pub enum Task {
     AudioEmbedding,
     /// Audio + candidate labels → label probabilities (zero-shot).
     AudioClassification,
+    /// Image → its model's labels with probabilities.
+    ImageClassification,
+    /// Image → one vector.
+    ImageEmbedding,
+    /// Image + texts → how well each text describes it.
+    ImageTextSimilarity,
 }
 
 impl Task {
@@ -43,6 +49,9 @@ impl Task {
             Task::SpeechSynthesis => "speech-synthesis",
             Task::AudioEmbedding => "audio-embedding",
             Task::AudioClassification => "audio-classification",
+            Task::ImageClassification => "image-classification",
+            Task::ImageEmbedding => "image-embedding",
+            Task::ImageTextSimilarity => "image-text-similarity",
         }
     }
 }
@@ -156,6 +165,10 @@ pub enum Loaded {
     Wav2Vec2(Arc<crate::speech::Wav2Vec2>),
     /// A CLAP model (zero-shot audio classification, audio embeddings).
     Clap(Arc<crate::speech::Clap>),
+    /// A CLIP model (image embeddings, image–text similarity).
+    Clip(Arc<crate::vision::Clip>),
+    /// A ViT image classifier.
+    Vit(Arc<crate::vision::Vit>),
 }
 
 impl Loaded {
@@ -168,6 +181,8 @@ impl Loaded {
             Loaded::Synthesizer(m) => m.memory_bytes(),
             Loaded::Wav2Vec2(m) => m.memory_bytes(),
             Loaded::Clap(m) => m.memory_bytes(),
+            Loaded::Clip(m) => m.memory_bytes(),
+            Loaded::Vit(m) => m.memory_bytes(),
         }
     }
 }
@@ -205,6 +220,9 @@ pub fn skills() -> &'static [&'static dyn Skill] {
         &crate::speech::PiperSkill,
         &crate::speech::ClapSkill(Task::AudioClassification),
         &crate::speech::ClapSkill(Task::AudioEmbedding),
+        &crate::vision::VitSkill,
+        &crate::vision::ClipSkill(Task::ImageEmbedding),
+        &crate::vision::ClipSkill(Task::ImageTextSimilarity),
     ]
 }
 

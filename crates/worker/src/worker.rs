@@ -52,6 +52,11 @@ const RESULTS_VERSION: u32 = 1;
 /// transcribe_model = "whisper-base"
 /// voice = "piper-joe"            # the voice `infer audio synthesize` uses by default
 /// audio_classify_model = "clap" # the CLAP model `infer audio classify` uses by default
+/// image_classify_model = "vit"  # `infer vision classify`
+/// clip_model = "clip"           # `infer vision embed`, `infer multimodal similarity`
+/// max_image_bytes = "32MiB"     # image files and fetched images larger than this are refused
+/// image_fetch_timeout = "30s"
+/// image_fetch_allow_private = false   # fetch from loopback/private addresses and plain http
 /// threads = 4                   # whisper.cpp / ONNX Runtime threads; default: all cores
 /// onnxruntime = "/opt/onnxruntime/lib/libonnxruntime.so"   # else ORT_DYLIB_PATH
 /// max_audio_seconds = 3600      # longer input is refused
@@ -92,6 +97,25 @@ pub struct WorkerConfig {
     /// The default zero-shot audio classification (CLAP) model.
     #[serde(default = "default_audio_classify_model")]
     pub audio_classify_model: String,
+    /// The default image classification (ViT) model.
+    #[serde(default = "default_image_classify_model")]
+    pub image_classify_model: String,
+    /// The default CLIP model (image embeddings, image–text similarity).
+    #[serde(default = "default_clip_model")]
+    pub clip_model: String,
+    /// The largest image accepted, file or download.
+    #[serde(default = "default_max_image_bytes", with = "size_text")]
+    pub max_image_bytes: Option<u64>,
+    /// How long fetching an image URL may take, redirects and body included.
+    #[serde(
+        default = "default_image_fetch_timeout",
+        with = "ipfs_accelerate_common::config::duration_text"
+    )]
+    pub image_fetch_timeout: Duration,
+    /// Fetch images from loopback, private and link-local addresses, and over plain http
+    /// (off: a URL could otherwise reach services behind the firewall).
+    #[serde(default)]
+    pub image_fetch_allow_private: bool,
     /// Threads for whisper.cpp and ONNX Runtime (candle uses its own pool); all cores when
     /// unset. On a busy 2-core machine use 1: ggml's spinning pool collapses under contention.
     #[serde(default)]
@@ -136,6 +160,18 @@ fn default_voice() -> String {
 fn default_audio_classify_model() -> String {
     "clap".into()
 }
+fn default_image_classify_model() -> String {
+    "vit".into()
+}
+fn default_clip_model() -> String {
+    "clip".into()
+}
+fn default_max_image_bytes() -> Option<u64> {
+    Some(32 << 20)
+}
+fn default_image_fetch_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_max_audio_seconds() -> f64 {
     3600.0
 }
@@ -153,6 +189,11 @@ impl Default for WorkerConfig {
             transcribe_model: default_transcribe_model(),
             voice: default_voice(),
             audio_classify_model: default_audio_classify_model(),
+            image_classify_model: default_image_classify_model(),
+            clip_model: default_clip_model(),
+            max_image_bytes: default_max_image_bytes(),
+            image_fetch_timeout: default_image_fetch_timeout(),
+            image_fetch_allow_private: false,
             threads: None,
             onnxruntime: None,
             max_audio_seconds: default_max_audio_seconds(),
@@ -624,6 +665,125 @@ impl Worker {
         .map_err(|e| Error::Task(e.to_string()))?
     }
 
+    /// An image's bytes (fetched first when it is a URL), their SHA-256 and the decoded image.
+    async fn load_image(&self, image: ImageSource) -> Result<(String, ::image::RgbImage)> {
+        let config = &self.inner.config;
+        let max_bytes = config.max_image_bytes.unwrap_or(u64::MAX);
+        let bytes = match image {
+            ImageSource::Bytes(bytes) => bytes,
+            ImageSource::Url(url) => {
+                let policy = crate::vision::FetchPolicy {
+                    timeout: config.image_fetch_timeout,
+                    max_bytes,
+                    allow_private: config.image_fetch_allow_private,
+                };
+                crate::vision::image::fetch(&url, &policy).await?
+            }
+        };
+        if bytes.len() as u64 > max_bytes {
+            return Err(Error::InvalidInput(format!(
+                "the image is {} bytes, over [worker] max_image_bytes ({max_bytes})",
+                bytes.len()
+            )));
+        }
+        tokio::task::spawn_blocking(move || {
+            let digest = crate::source::sha256_hex(&mut bytes.as_slice())
+                .map_err(|e| Error::Task(e.to_string()))?;
+            let image =
+                crate::vision::image::decode(&bytes, crate::vision::DecodeLimits::default())?;
+            Ok((digest, image))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// The `top_k` most probable labels of an image under classifier `model` (the configured
+    /// default when `None`).
+    pub async fn classify_image(
+        &self,
+        model: Option<&str>,
+        image: ImageSource,
+        top_k: usize,
+    ) -> Result<Inference<ImageClassification>> {
+        if top_k == 0 {
+            return Err(Error::InvalidInput("top_k must be at least 1".into()));
+        }
+        let (digest, image) = self.load_image(image).await?;
+        let model = model.unwrap_or(&self.inner.config.image_classify_model).to_string();
+        let request = json!({ "image_sha256": digest, "top_k": top_k });
+        self.run(
+            &model,
+            Task::ImageClassification,
+            "classify-image",
+            request,
+            true,
+            move |loaded, cancel| {
+                let Loaded::Vit(m) = loaded else {
+                    return Err(Error::Task("not an image classification model".into()));
+                };
+                Ok(ImageClassification { labels: m.classify(&image, top_k, cancel)? })
+            },
+        )
+        .await
+    }
+
+    /// An image's unit-norm embedding under CLIP `model` (the configured default when `None`).
+    pub async fn embed_image(
+        &self,
+        model: Option<&str>,
+        image: ImageSource,
+    ) -> Result<Inference<ImageEmbedding>> {
+        let (digest, image) = self.load_image(image).await?;
+        let model = model.unwrap_or(&self.inner.config.clip_model).to_string();
+        let request = json!({ "image_sha256": digest });
+        self.run(
+            &model,
+            Task::ImageEmbedding,
+            "embed-image",
+            request,
+            true,
+            move |loaded, cancel| {
+                let Loaded::Clip(m) = loaded else {
+                    return Err(Error::Task("not an image embedding model".into()));
+                };
+                cancel.check()?;
+                let vector = m.embed_image(&image)?;
+                Ok(ImageEmbedding { dim: vector.len(), vector })
+            },
+        )
+        .await
+    }
+
+    /// How well each of `texts` describes an image, under CLIP `model` (the configured default
+    /// when `None`): cosine, logit and the softmax over the texts (zero-shot classification).
+    pub async fn image_text_similarity(
+        &self,
+        model: Option<&str>,
+        image: ImageSource,
+        texts: Vec<String>,
+    ) -> Result<Inference<ImageTextSimilarity>> {
+        if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
+            return Err(Error::InvalidInput("give at least one text, none of them empty".into()));
+        }
+        let (digest, image) = self.load_image(image).await?;
+        let model = model.unwrap_or(&self.inner.config.clip_model).to_string();
+        let request = json!({ "image_sha256": digest, "texts": texts });
+        self.run(
+            &model,
+            Task::ImageTextSimilarity,
+            "image-text-similarity",
+            request,
+            true,
+            move |loaded, cancel| {
+                let Loaded::Clip(m) = loaded else {
+                    return Err(Error::Task("not an image-text model".into()));
+                };
+                Ok(ImageTextSimilarity { texts: m.similarity(&image, &texts, cancel)? })
+            },
+        )
+        .await
+    }
+
     /// Threads for whisper.cpp and ONNX Runtime.
     fn threads(&self) -> usize {
         self.inner.config.threads.unwrap_or_else(crate::skill::all_cores)
@@ -920,6 +1080,38 @@ pub struct AudioEmbedding {
     pub vector: Vec<f32>,
     /// Its dimension.
     pub dim: usize,
+}
+
+/// An image for the vision skills.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// The file's bytes (PNG, JPEG, WebP, BMP, GIF).
+    Bytes(Vec<u8>),
+    /// An `https://` URL, fetched under the worker's fetch policy.
+    Url(String),
+}
+
+/// Labels from [`Worker::classify_image`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageClassification {
+    /// The most probable labels, best first.
+    pub labels: Vec<crate::vision::ImageLabel>,
+}
+
+/// A vector from [`Worker::embed_image`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageEmbedding {
+    /// The unit-norm vector.
+    pub vector: Vec<f32>,
+    /// Its dimension.
+    pub dim: usize,
+}
+
+/// Scores from [`Worker::image_text_similarity`], in the order the texts were given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageTextSimilarity {
+    /// One score per text.
+    pub texts: Vec<crate::vision::TextScore>,
 }
 
 /// Labels scored by [`Worker::classify_audio`].

@@ -16,7 +16,7 @@ pub enum MelScale {
 }
 
 impl MelScale {
-    fn from_hz(self, hz: f64) -> f64 {
+    fn hz_to_mel(self, hz: f64) -> f64 {
         match self {
             MelScale::Htk => 2595.0 * (1.0 + hz / 700.0).log10(),
             MelScale::Slaney if hz >= MIN_LOG_HZ => MIN_LOG_MEL + (hz / MIN_LOG_HZ).ln() / LOG_STEP,
@@ -24,7 +24,7 @@ impl MelScale {
         }
     }
 
-    fn to_hz(self, mel: f64) -> f64 {
+    fn mel_to_hz(self, mel: f64) -> f64 {
         match self {
             MelScale::Htk => 700.0 * (10f64.powf(mel / 2595.0) - 1.0),
             MelScale::Slaney if mel >= MIN_LOG_MEL => {
@@ -63,9 +63,9 @@ pub struct MelBank {
 impl MelBank {
     /// The weights, `mels` rows of `frequency_bins` (HF `mel_filter_bank`, transposed).
     pub fn weights(&self) -> Vec<f64> {
-        let (low, high) = (self.scale.from_hz(self.min_hz), self.scale.from_hz(self.max_hz));
+        let (low, high) = (self.scale.hz_to_mel(self.min_hz), self.scale.hz_to_mel(self.max_hz));
         let edges: Vec<f64> = (0..self.mels + 2)
-            .map(|i| self.scale.to_hz(low + (high - low) * i as f64 / (self.mels + 1) as f64))
+            .map(|i| self.scale.mel_to_hz(low + (high - low) * i as f64 / (self.mels + 1) as f64))
             .collect();
         let nyquist = f64::from(self.sample_rate / 2);
         let last = (self.frequency_bins.max(2) - 1) as f64;
@@ -176,7 +176,7 @@ mod tests {
     fn htk_and_slaney_round_trip() {
         for scale in [MelScale::Htk, MelScale::Slaney] {
             for hz in [0.0, 440.0, 1000.0, 7999.0, 14_000.0] {
-                assert!((scale.to_hz(scale.from_hz(hz)) - hz).abs() < 1e-6, "{scale:?} {hz}");
+                assert!((scale.mel_to_hz(scale.hz_to_mel(hz)) - hz).abs() < 1e-6, "{scale:?} {hz}");
             }
         }
         assert!((LOG_STEP - 6.4f64.ln() / 27.0).abs() < 1e-15);

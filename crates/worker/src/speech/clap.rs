@@ -171,7 +171,7 @@ impl Config {
         if audio.depths.is_empty() || audio.depths.len() != audio.num_attention_heads.len() {
             return Err(bad_config("depths and num_attention_heads differ in length"));
         }
-        if audio.num_mel_bins == 0 || audio.spec_size % audio.num_mel_bins != 0 {
+        if audio.num_mel_bins == 0 || !audio.spec_size.is_multiple_of(audio.num_mel_bins) {
             return Err(bad_config("spec_size must be a multiple of num_mel_bins"));
         }
         if audio.enable_fusion && audio.fusion_type.as_deref() != Some("aff_2d") {
@@ -518,7 +518,7 @@ impl SwinBlock {
                 resolution.0, resolution.1
             )));
         }
-        if heads == 0 || dim % heads != 0 {
+        if heads == 0 || !dim.is_multiple_of(heads) {
             return Err(bad_config(format!("{dim} channels do not split into {heads} heads")));
         }
         let eps = config.layer_norm_eps;

@@ -1,0 +1,188 @@
+//! ViT image classification on candle-transformers' `vit` (its `Config` reads HF's
+//! `config.json` as is): top-k labels with softmax scores from the config's `id2label`.
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::vit;
+use serde::Deserialize;
+
+use super::image::Processor;
+use crate::error::{Error, Result};
+use crate::manifest::{Format, Manifest};
+use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
+
+#[derive(Debug, Deserialize)]
+struct Labels {
+    #[serde(default)]
+    id2label: BTreeMap<String, String>,
+}
+
+/// A loaded ViT classifier.
+pub struct Vit {
+    model: vit::Model,
+    labels: Vec<String>,
+    processor: Processor,
+    image_size: u32,
+    device: Device,
+    bytes: u64,
+}
+
+impl std::fmt::Debug for Vit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vit").field("labels", &self.labels.len()).finish_non_exhaustive()
+    }
+}
+
+/// A label and its probability.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageLabel {
+    /// The class id.
+    pub id: usize,
+    /// Its name (`id2label`).
+    pub label: String,
+    /// Softmax probability over all classes.
+    pub score: f32,
+}
+
+impl Vit {
+    /// Loads `ViTForImageClassification` from `config.json`, safetensors weights and optionally
+    /// `preprocessor_config.json` (ViT's defaults without one).
+    pub fn load(
+        config: &[u8],
+        weights: Vec<u8>,
+        preprocessor: Option<&[u8]>,
+        device: &Device,
+    ) -> Result<Vit> {
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::invalid_file("config.json", format!("not a ViT config: {e}"))
+        };
+        let vit_config: vit::Config = serde_json::from_slice(config).map_err(|e| bad(&e))?;
+        let labels: Labels = serde_json::from_slice(config).map_err(|e| bad(&e))?;
+        let mut names = Vec::with_capacity(labels.id2label.len());
+        for i in 0..labels.id2label.len() {
+            names.push(labels.id2label.get(&i.to_string()).cloned().ok_or_else(|| {
+                bad(&format!("id2label has no id {i}: ids must be 0..{}", labels.id2label.len()))
+            })?);
+        }
+        if names.is_empty() {
+            return Err(bad(&"no id2label: not an image classifier"));
+        }
+        if vit_config.patch_size == 0
+            || !vit_config.image_size.is_multiple_of(vit_config.patch_size)
+        {
+            return Err(bad(&"image_size must be a multiple of patch_size"));
+        }
+        let processor = match preprocessor {
+            Some(bytes) => Processor::parse(bytes, Processor::vit_default())?,
+            None => Processor::vit_default(),
+        };
+        let size = vit_config.image_size as u32;
+        // candle's ViT does not interpolate position embeddings: input must be image_size.
+        if processor.output_size(size * 2, size * 3) != (size, size) {
+            return Err(Error::invalid_file(
+                "preprocessor_config.json",
+                format!("its output is not {size}×{size}, the model's image_size"),
+            ));
+        }
+        let bytes = weights.len() as u64;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
+            .map_err(|e| Error::invalid_file("model.safetensors", e))?;
+        let model = vit::Model::new(&vit_config, names.len(), vb)?;
+        Ok(Vit { model, labels: names, processor, image_size: size, device: device.clone(), bytes })
+    }
+
+    /// Resident bytes (the weights).
+    pub fn memory_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Logits of `pixel_values`, `(n, labels)`.
+    pub fn logits(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        Ok(self.model.forward(pixel_values)?)
+    }
+
+    /// `pixel_values` of decoded images, `(n, 3, size, size)`.
+    pub fn pixel_values(&self, images: &[image::RgbImage]) -> Result<Tensor> {
+        let mut data = Vec::new();
+        for image in images {
+            data.extend(self.processor.pixel_values(image)?.0);
+        }
+        let size = self.image_size as usize;
+        Ok(Tensor::from_vec(data, (images.len(), 3, size, size), &self.device)?)
+    }
+
+    /// The `top_k` most probable labels of an image, best first.
+    pub fn classify(
+        &self,
+        image: &image::RgbImage,
+        top_k: usize,
+        cancel: &Cancel,
+    ) -> Result<Vec<ImageLabel>> {
+        let pixels = self.pixel_values(std::slice::from_ref(image))?;
+        cancel.check()?;
+        let probs = candle_nn::ops::softmax_last_dim(&self.logits(&pixels)?)?;
+        let probs: Vec<f32> = probs.squeeze(0)?.to_vec1()?;
+        let mut scored: Vec<ImageLabel> = probs
+            .into_iter()
+            .enumerate()
+            .map(|(id, score)| ImageLabel { id, label: self.labels[id].clone(), score })
+            .collect();
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score));
+        scored.truncate(top_k.max(1));
+        Ok(scored)
+    }
+}
+
+/// The ViT skill: image classification.
+#[derive(Debug, Clone, Copy)]
+pub struct VitSkill;
+
+impl Skill for VitSkill {
+    fn info(&self) -> SkillInfo {
+        SkillInfo {
+            name: "vit-classify",
+            task: Task::ImageClassification,
+            families: &["vit"],
+            formats: &[Format::Safetensors],
+            devices: crate::skill::compiled_devices(),
+            limits: "images resized to the model's image_size",
+            output: "the top-k labels (id2label) with softmax probabilities",
+        }
+    }
+
+    fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
+        if manifest.info.family != "vit" {
+            return Err(format!("a {} model is not ViT", manifest.info.family));
+        }
+        if manifest.info.format != Format::Safetensors {
+            return Err(format!(
+                "ViT as {} is not loadable (safetensors is)",
+                manifest.info.format.name()
+            ));
+        }
+        Ok(())
+    }
+
+    fn files(&self, manifest: &Manifest) -> Vec<String> {
+        let mut files = vec!["config.json".to_string(), manifest.info.weights.clone()];
+        if manifest.files.contains_key("preprocessor_config.json") {
+            files.push("preprocessor_config.json".into());
+        }
+        files
+    }
+
+    fn load(
+        &self,
+        manifest: &Manifest,
+        mut files: ModelFiles,
+        context: &LoadContext,
+    ) -> Result<Loaded> {
+        let config = files.take("config.json")?;
+        let weights = files.take(&manifest.info.weights)?;
+        let model =
+            Vit::load(&config, weights, files.get("preprocessor_config.json"), &context.device)?;
+        Ok(Loaded::Vit(std::sync::Arc::new(model)))
+    }
+}
