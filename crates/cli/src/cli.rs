@@ -644,9 +644,58 @@ pub enum InferCommand {
     /// Text skills.
     #[command(subcommand)]
     Text(InferTextCommand),
-    /// Speech skills: transcription (Whisper) and synthesis (Piper voices).
+    /// Speech and audio skills: transcription (Whisper, wav2vec2), synthesis (Piper voices),
+    /// zero-shot classification (CLAP), embeddings.
     #[command(subcommand)]
     Audio(InferAudioCommand),
+    /// Vision skills: image classification (ViT) and image embeddings (CLIP).
+    #[command(subcommand)]
+    Vision(InferVisionCommand),
+    /// Image-and-text skills (CLIP).
+    #[command(subcommand)]
+    Multimodal(InferMultimodalCommand),
+}
+
+/// The image: a file, or an https:// URL fetched under `[worker]`'s fetch policy.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct ImageArg {
+    /// The image file (PNG, JPEG, WebP, BMP, GIF).
+    #[arg(long)]
+    pub image_file: Option<PathBuf>,
+    /// An https:// image URL (public addresses only unless worker.image_fetch_allow_private).
+    #[arg(long)]
+    pub image_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InferVisionCommand {
+    /// The image's most probable labels (ViT) [model default: worker.image_classify_model].
+    Classify {
+        #[command(flatten)]
+        image: ImageArg,
+        /// How many labels to show.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+    },
+    /// One unit-norm vector for the image (CLIP) [model default: worker.clip_model].
+    Embed {
+        #[command(flatten)]
+        image: ImageArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InferMultimodalCommand {
+    /// How well each text describes the image: cosine, logit and probability over the texts
+    /// (CLIP zero-shot classification) [model default: worker.clip_model].
+    Similarity {
+        #[command(flatten)]
+        image: ImageArg,
+        /// The texts (`--text a --text b` or `--text a b`).
+        #[arg(long, required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,10 +7,13 @@ use ipfs_accelerate_common::config::Config;
 use ipfs_accelerate_common::store::{AddInput, AddOptions, Range, Store};
 use ipfs_accelerate_worker::speech::{SpeechTask, SynthesizeOptions, TranscribeOptions};
 use ipfs_accelerate_worker::text::{GenerateParams, Prompt};
-use ipfs_accelerate_worker::{Inference, Worker, WorkerConfig};
+use ipfs_accelerate_worker::{ImageSource, Inference, Worker, WorkerConfig};
 use serde::Serialize;
 
-use crate::cli::{InferArgs, InferAudioCommand, InferCommand, InferTextCommand, SpeechTaskArg};
+use crate::cli::{
+    ImageArg, InferArgs, InferAudioCommand, InferCommand, InferMultimodalCommand, InferTextCommand,
+    InferVisionCommand, SpeechTaskArg,
+};
 use crate::output::Output;
 
 pub async fn run(
@@ -34,6 +37,35 @@ pub async fn run(
     let model = args.model.as_deref();
     match args.command {
         InferCommand::Audio(command) => audio(&worker, model, command, quiet, out).await,
+        InferCommand::Vision(InferVisionCommand::Classify { image, top_k }) => {
+            let result = worker.classify_image(model, image_source(image)?, top_k).await?;
+            emit(&result, quiet, out, || {
+                for l in &result.output.labels {
+                    println!("{:>6.2}%  {}", l.score * 100.0, l.label);
+                }
+            })
+        }
+        InferCommand::Vision(InferVisionCommand::Embed { image }) => {
+            let result = worker.embed_image(model, image_source(image)?).await?;
+            emit(&result, quiet, out, || {
+                let head: Vec<String> =
+                    result.output.vector.iter().take(6).map(|x| format!("{x:.5}")).collect();
+                println!("[{}, …] ({} values)", head.join(", "), result.output.dim);
+            })
+        }
+        InferCommand::Multimodal(InferMultimodalCommand::Similarity { image, text }) => {
+            let result = worker.image_text_similarity(model, image_source(image)?, text).await?;
+            emit(&result, quiet, out, || {
+                for t in &result.output.texts {
+                    println!(
+                        "{:>6.2}%  cosine {:+.4}  {}",
+                        t.probability * 100.0,
+                        t.cosine,
+                        quote(&t.text)
+                    );
+                }
+            })
+        }
         InferCommand::Text(InferTextCommand::Embed {
             mut texts,
             text,
@@ -209,6 +241,21 @@ async fn audio(
                 summary(&result, quiet);
             })
         }
+    }
+}
+
+/// The image a command names: a file's bytes, or the URL for the worker to fetch.
+fn image_source(image: ImageArg) -> anyhow::Result<ImageSource> {
+    match (image.image_file, image.image_url) {
+        (Some(path), _) => {
+            #[allow(clippy::disallowed_methods)]
+            // storage-audit: allow(reads the image the user asked about; persists nothing)
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok(ImageSource::Bytes(bytes))
+        }
+        (None, Some(url)) => Ok(ImageSource::Url(url)),
+        (None, None) => anyhow::bail!("give --image-file or --image-url"),
     }
 }
 
