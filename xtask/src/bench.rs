@@ -13,6 +13,9 @@
 //!
 //! `cargo xtask bench worker [--threads N]`: local inference (see [`worker`]), written to
 //! `target/bench/worker.json`.
+//!
+//! `cargo xtask bench vision [--threads N] [--runs N] [--reference-python PY]`: CLIP and ViT
+//! against PyTorch (see [`vision`]), written to `target/bench/vision.json`.
 
 use std::fs::File;
 use std::io::Write;
@@ -31,8 +34,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         Some("backends") => backends(),
         Some("worker") => worker(&args[1..]),
         Some("speech") => speech(&args[1..]),
+        Some("vision") => vision(&args[1..]),
         Some(other) => {
-            bail!("unknown benchmark {other:?}; available: storage, backends, worker, speech")
+            bail!(
+                "unknown benchmark {other:?}; available: storage, backends, worker, speech, vision"
+            )
         }
     }
 }
@@ -656,6 +662,118 @@ fn speech(args: &[String]) -> anyhow::Result<()> {
         serde_json::to_vec_pretty(
             &serde_json::json!({ "threads": threads, "runs": runs, "ours": ours, "reference": reference }),
         )?,
+    )?;
+    Ok(())
+}
+
+/// PyTorch's figures for `bench vision` when no `--reference-python` is given: measured by hand
+/// with `xtask/bench/vision_reference.py` in the fixture venv (torch 2.15.0, transformers 5.25)
+/// on the 2-core development machine, 2 threads, best of 3, on 2026-12-04.
+const VISION_TORCH_RECORDED: [(&str, f64); 4] = [
+    ("clip_b32_batch1", 14.48),
+    ("clip_b32_batch16", 18.56),
+    ("vit_b16_batch1", 4.06),
+    ("vit_b16_batch16", 4.77),
+];
+
+/// `cargo xtask bench vision [--threads N] [--runs N] [--reference-python PY]`: images/s of
+/// CLIP ViT-B/32 (image embeddings) and ViT-B/16 (classification) at batch 1 and 16, random
+/// weights at real sizes, against the same architectures in PyTorch on the same thread count.
+/// PyTorch runs live when `--reference-python` names a Python with torch and transformers
+/// (the fixture venv); otherwise the recorded figures above are the reference (torch is a
+/// 5 GB install, never made by this command). Target: ≥ 1.0× PyTorch.
+fn vision(args: &[String]) -> anyhow::Result<()> {
+    let usage = "usage: cargo xtask bench vision [--threads N] [--runs N] [--reference-python PY]";
+    let mut threads = 2usize;
+    let mut runs = RUNS;
+    let mut python: Option<PathBuf> = None;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().context(usage)?;
+        match flag.as_str() {
+            "--threads" => threads = value.parse().context("--threads takes a number")?,
+            "--runs" => runs = value.parse().context("--runs takes a number")?,
+            "--reference-python" => python = Some(PathBuf::from(value)),
+            _ => bail!(usage),
+        }
+    }
+    let root = crate::service::workspace_root()?;
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let arguments = serde_json::json!({ "threads": threads, "runs": runs }).to_string();
+    eprintln!("bench: building the visionbench example (release)");
+    cargo(
+        &root,
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "ipfs-accelerate-worker",
+            "--example",
+            "visionbench",
+        ],
+    )?;
+    eprintln!("bench: ours — candle ({threads} thread(s), best of {runs})");
+    let output = Command::new(root.join("target/release/examples/visionbench"))
+        .arg(&arguments)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !output.status.success() {
+        bail!("visionbench failed");
+    }
+    let ours: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let (reference, source) = match &python {
+        Some(python) => {
+            eprintln!("bench: reference — PyTorch ({threads} thread(s), best of {runs})");
+            let output = Command::new("timeout")
+                .arg("1800")
+                .arg(python)
+                .arg(root.join("xtask/bench/vision_reference.py"))
+                .arg(&arguments)
+                .stderr(Stdio::inherit())
+                .output()?;
+            if !output.status.success() {
+                bail!(
+                    "the PyTorch reference failed (does {} have torch and transformers?)",
+                    python.display()
+                );
+            }
+            (serde_json::from_slice::<serde_json::Value>(&output.stdout)?, "measured now")
+        }
+        None => {
+            if threads != 2 {
+                eprintln!("bench: the recorded PyTorch figures are for 2 threads; pass --reference-python to measure at {threads}");
+            }
+            let recorded: serde_json::Map<String, serde_json::Value> = VISION_TORCH_RECORDED
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                .collect();
+            (serde_json::Value::Object(recorded), "recorded 2026-12-04, 2 threads")
+        }
+    };
+    println!();
+    println!("vision, {threads} thread(s), best of {runs}, images/s (PyTorch {source})");
+    println!("{:<36} {:>10} {:>10} {:>8}", "", "ours", "PyTorch", "speed");
+    for (name, key) in [
+        ("CLIP ViT-B/32 image embeds, batch 1", "clip_b32_batch1"),
+        ("CLIP ViT-B/32 image embeds, batch 16", "clip_b32_batch16"),
+        ("ViT-B/16 classification, batch 1", "vit_b16_batch1"),
+        ("ViT-B/16 classification, batch 16", "vit_b16_batch16"),
+    ] {
+        let a = ours[key].as_f64().unwrap_or(f64::NAN);
+        let b = reference[key].as_f64().unwrap_or(f64::NAN);
+        let speed = a / b;
+        let verdict = if speed >= 1.0 { "meets" } else { "MISSES" };
+        println!("{name:<36} {a:>10.2} {b:>10.2} {speed:>7.2}× ({verdict} ≥ 1.0×)");
+    }
+    std::fs::write(
+        out.join("vision.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "threads": threads, "runs": runs, "ours": ours,
+            "reference": reference, "reference_source": source,
+        }))?,
     )?;
     Ok(())
 }
