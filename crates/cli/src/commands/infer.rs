@@ -165,7 +165,7 @@ async fn audio(
 ) -> anyhow::Result<()> {
     match command {
         InferAudioCommand::Transcribe { audio_file, language, task, timestamps, threads: _ } => {
-            let bytes = read_audio(&audio_file)?;
+            let bytes = read_input(&audio_file)?;
             let options = TranscribeOptions {
                 language,
                 task: match task {
@@ -188,7 +188,7 @@ async fn audio(
         }
         InferAudioCommand::Classify { audio_file, labels, top_k } => {
             let labels = ipfs_accelerate_worker::speech::clap::parse_labels(&labels)?;
-            let bytes = read_audio(&audio_file)?;
+            let bytes = read_input(&audio_file)?;
             let result = worker.classify_audio(model, bytes, labels, top_k).await?;
             emit(&result, quiet, out, || {
                 for scored in &result.output.labels {
@@ -199,7 +199,7 @@ async fn audio(
         InferAudioCommand::Embed { audio_file } => {
             let model =
                 model.context("infer audio embed needs --model (a wav2vec2 or CLAP model)")?;
-            let bytes = read_audio(&audio_file)?;
+            let bytes = read_input(&audio_file)?;
             let result = worker.embed_audio(model, bytes).await?;
             emit(&result, quiet, out, || {
                 let head: Vec<String> =
@@ -247,22 +247,17 @@ async fn audio(
 /// The image a command names: a file's bytes, or the URL for the worker to fetch.
 fn image_source(image: ImageArg) -> anyhow::Result<ImageSource> {
     match (image.image_file, image.image_url) {
-        (Some(path), _) => {
-            #[allow(clippy::disallowed_methods)]
-            // storage-audit: allow(reads the image the user asked about; persists nothing)
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            Ok(ImageSource::Bytes(bytes))
-        }
+        (Some(path), _) => Ok(ImageSource::Bytes(read_input(&path)?)),
         (None, Some(url)) => Ok(ImageSource::Url(url)),
         (None, None) => anyhow::bail!("give --image-file or --image-url"),
     }
 }
 
-/// The user's audio file, read once; only its digest (in the result cache key) is kept.
-fn read_audio(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+/// A file the user gave as input (audio, image), read once; only its digest (in the result
+/// cache key) is kept.
+fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     #[allow(clippy::disallowed_methods)]
-    // storage-audit: allow(reads the audio the user asked to process; persists nothing)
+    // storage-audit: allow(reads the input the user asked to process; persists nothing)
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
