@@ -297,6 +297,81 @@ def vit(out, images):
     print(name, "->", d, {k: os.path.getsize(os.path.join(d, k)) for k in os.listdir(d)})
 
 
+def llava(out, images):
+    """LLaVA 1.5 (llava-hf layout): CLIP vision tower, 2-layer GELU projector, Llama with GQA.
+
+    transformers 5 saves the vision tower as `vision_tower.embeddings/encoder…`, while hub
+    checkpoints use `vision_tower.vision_model.…`: the fixture keeps what v5 writes, and the Rust
+    test also loads it renamed to the hub form."""
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, processors
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    name = "llava"
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+    # Byte-level BPE with Llama's specials first (<unk> 0, <s> 1, </s> 2) and <image> last.
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["USER: what is in the picture? ASSISTANT: a gradient of red and green",
+              "describe the image", "a photo of noise", "the colours are bright"] * 4
+    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<unk>", "<s>", "</s>"])
+    tok.train_from_iterator(corpus, trainer)
+    tok.add_special_tokens(["<image>"])
+    image_token = tok.token_to_id("<image>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok.save(os.path.join(d, "tokenizer.json"))
+    vocab = tok.get_vocab_size()
+
+    config = LlavaConfig(
+        vision_config=dict(model_type="clip_vision_model", hidden_size=32, num_hidden_layers=3,
+                           num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=8,
+                           projection_dim=16),
+        text_config=dict(model_type="llama", vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, intermediate_size=48,
+                         max_position_embeddings=128, rms_norm_eps=1e-6, bos_token_id=1,
+                         eos_token_id=2, pad_token_id=0, tie_word_embeddings=False),
+        image_token_index=image_token, projector_hidden_act="gelu", vision_feature_layer=-2,
+        vision_feature_select_strategy="default", image_seq_length=16,
+        architectures=["LlavaForConditionalGeneration"],
+    )
+    torch.manual_seed(41)
+    model = noisy(LlavaForConditionalGeneration(config), 43).eval()
+    model.save_pretrained(d, safe_serialization=True)
+    weights = load_file(os.path.join(d, "model.safetensors"))
+    print(name, "v5 keys:", sorted({".".join(k.split(".")[:3]) for k in weights}))
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor.save_pretrained(d)
+
+    pixels = processor([images["landscape"]], return_tensors="pt").pixel_values
+    prompt = "USER: <image>\ndescribe the image ASSISTANT:"
+    ids = tok.encode(prompt).ids
+    # HF's processor repeats the image token image_seq_length times.
+    expanded = []
+    for i in ids:
+        expanded += [i] * 16 if i == image_token else [i]
+    input_ids = torch.tensor([expanded])
+    with torch.no_grad():
+        output = model(input_ids=input_ids, pixel_values=pixels)
+        generated = model.generate(input_ids=input_ids, pixel_values=pixels, max_new_tokens=8,
+                                   do_sample=False, eos_token_id=2, pad_token_id=0)
+    new_tokens = generated[0, input_ids.shape[1]:].tolist()
+    tensors = {
+        "pixel_values": pixels,
+        "input_ids": input_ids,
+        "logits": output.logits[0],
+    }
+    save_file({k: v.clone().contiguous() for k, v in tensors.items()}, os.path.join(out, f"{name}.safetensors"))
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump({"prompt": prompt, "prompt_ids": ids, "generated_ids": new_tokens,
+                   "generated_text": tok.decode(new_tokens, skip_special_tokens=True),
+                   "image": "image-landscape.png"}, f)
+    print(name, "->", d, {k: os.path.getsize(os.path.join(d, k)) for k in os.listdir(d)})
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -306,12 +381,14 @@ def main():
         wav2vec2(out, stable=True)
     if not only or "clap" in only:
         clap(out)
-    if not only or only & {"clip", "vit"}:
+    if not only or only & {"clip", "vit", "llava"}:
         images = fixture_images(out)
         if not only or "clip" in only:
             clip(out, images)
         if not only or "vit" in only:
             vit(out, images)
+        if not only or "llava" in only:
+            llava(out, images)
 
 
 if __name__ == "__main__":

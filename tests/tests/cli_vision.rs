@@ -103,3 +103,56 @@ fn vision_errors_name_the_problem() {
     let out = env.cmd().args(["infer", "vision", "embed"]).output().unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn caption_and_vqa_through_the_cli() {
+    let env = Env::new();
+    let dir = fixtures().join("llava");
+    let model = env.json(&["models", "import", dir.to_str().unwrap(), "--name", "llava"]);
+    assert_eq!(model["manifest"]["family"], "llava", "{model}");
+    let image = fixtures().join("image-landscape.png");
+    let image = image.to_str().unwrap();
+
+    let answer = env.json(&[
+        "infer",
+        "multimodal",
+        "vqa",
+        "--image-file",
+        image,
+        "--question",
+        "describe the image",
+        "--max-length",
+        "8",
+    ]);
+    assert_eq!(answer["skill"], "llava", "{answer}");
+    let want: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("llava.json")).unwrap()).unwrap();
+    assert_eq!(answer["output"]["text"], want["generated_text"], "greedy, token for token");
+    assert_eq!(answer["output"]["usage"]["completion_tokens"], 8);
+
+    let caption =
+        env.json(&["infer", "multimodal", "caption", "--image-file", image, "--max-length", "4"]);
+    assert_eq!(caption["output"]["usage"]["completion_tokens"], 4, "{caption}");
+
+    // Streamed text ends with a newline and the summary goes to stderr.
+    let out = env
+        .cmd()
+        .args([
+            "infer",
+            "multimodal",
+            "caption",
+            "--image-file",
+            image,
+            "--max-length",
+            "4",
+            "--stream",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with('\n'));
+
+    let error =
+        failure(&env, &["infer", "multimodal", "vqa", "--image-file", image, "--question", " "]);
+    assert!(error["message"].as_str().unwrap().contains("empty"), "{error}");
+}

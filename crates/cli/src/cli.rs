@@ -696,6 +696,41 @@ pub enum InferMultimodalCommand {
         #[arg(long, required = true, num_args = 1..)]
         text: Vec<String>,
     },
+    /// Describe the image in words (LLaVA, asked "Describe the image.")
+    /// [model default: worker.llava_model].
+    Caption {
+        #[command(flatten)]
+        image: ImageArg,
+        #[command(flatten)]
+        generation: ImageTextGeneration,
+    },
+    /// Answer a question about the image (LLaVA) [model default: worker.llava_model].
+    Vqa {
+        #[command(flatten)]
+        image: ImageArg,
+        /// The question.
+        #[arg(long)]
+        question: String,
+        #[command(flatten)]
+        generation: ImageTextGeneration,
+    },
+}
+
+/// How LLaVA generates: greedy by default, so answers are reproducible and cached.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImageTextGeneration {
+    /// Most tokens to generate.
+    #[arg(long, visible_alias = "max-tokens", default_value_t = 100)]
+    pub max_length: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Seed for sampling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the text as it is generated.
+    #[arg(long)]
+    pub stream: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -37,6 +37,8 @@ pub enum Task {
     ImageEmbedding,
     /// Image + texts → how well each text describes it.
     ImageTextSimilarity,
+    /// Image + question → generated answer (captions are answers to "describe the image").
+    VisualQuestionAnswering,
 }
 
 impl Task {
@@ -52,6 +54,7 @@ impl Task {
             Task::ImageClassification => "image-classification",
             Task::ImageEmbedding => "image-embedding",
             Task::ImageTextSimilarity => "image-text-similarity",
+            Task::VisualQuestionAnswering => "visual-question-answering",
         }
     }
 }
@@ -169,6 +172,8 @@ pub enum Loaded {
     Clip(Arc<crate::vision::Clip>),
     /// A ViT image classifier.
     Vit(Arc<crate::vision::Vit>),
+    /// A LLaVA model.
+    Llava(Arc<crate::vision::Llava>),
 }
 
 impl Loaded {
@@ -183,6 +188,7 @@ impl Loaded {
             Loaded::Clap(m) => m.memory_bytes(),
             Loaded::Clip(m) => m.memory_bytes(),
             Loaded::Vit(m) => m.memory_bytes(),
+            Loaded::Llava(m) => m.memory_bytes(),
         }
     }
 }
@@ -223,6 +229,7 @@ pub fn skills() -> &'static [&'static dyn Skill] {
         &crate::vision::VitSkill,
         &crate::vision::ClipSkill(Task::ImageEmbedding),
         &crate::vision::ClipSkill(Task::ImageTextSimilarity),
+        &crate::vision::LlavaSkill,
     ]
 }
 

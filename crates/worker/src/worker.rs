@@ -54,6 +54,7 @@ const RESULTS_VERSION: u32 = 1;
 /// audio_classify_model = "clap" # the CLAP model `infer audio classify` uses by default
 /// image_classify_model = "vit"  # `infer vision classify`
 /// clip_model = "clip"           # `infer vision embed`, `infer multimodal similarity`
+/// llava_model = "llava"         # `infer multimodal caption|vqa`
 /// max_image_bytes = "32MiB"     # image files and fetched images larger than this are refused
 /// image_fetch_timeout = "30s"
 /// image_fetch_allow_private = false   # fetch from loopback/private addresses and plain http
@@ -103,6 +104,9 @@ pub struct WorkerConfig {
     /// The default CLIP model (image embeddings, image–text similarity).
     #[serde(default = "default_clip_model")]
     pub clip_model: String,
+    /// The default LLaVA model (captions, questions about images).
+    #[serde(default = "default_llava_model")]
+    pub llava_model: String,
     /// The largest image accepted, file or download.
     #[serde(default = "default_max_image_bytes", with = "size_text")]
     pub max_image_bytes: Option<u64>,
@@ -166,6 +170,9 @@ fn default_image_classify_model() -> String {
 fn default_clip_model() -> String {
     "clip".into()
 }
+fn default_llava_model() -> String {
+    "llava".into()
+}
 fn default_max_image_bytes() -> Option<u64> {
     Some(32 << 20)
 }
@@ -191,6 +198,7 @@ impl Default for WorkerConfig {
             audio_classify_model: default_audio_classify_model(),
             image_classify_model: default_image_classify_model(),
             clip_model: default_clip_model(),
+            llava_model: default_llava_model(),
             max_image_bytes: default_max_image_bytes(),
             image_fetch_timeout: default_image_fetch_timeout(),
             image_fetch_allow_private: false,
@@ -782,6 +790,55 @@ impl Worker {
             },
         )
         .await
+    }
+
+    /// Answers `question` about an image with LLaVA `model` (the configured default when
+    /// `None`), streaming text pieces to `stream` when given. Deterministic (greedy or seeded)
+    /// answers are cached like text generation.
+    pub async fn ask_image(
+        &self,
+        model: Option<&str>,
+        image: ImageSource,
+        question: String,
+        params: GenerateParams,
+        stream: Option<tokio::sync::mpsc::Sender<String>>,
+    ) -> Result<Inference<GeneratedText>> {
+        params.validate()?;
+        if question.trim().is_empty() {
+            return Err(Error::InvalidInput("the question is empty".into()));
+        }
+        let (digest, image) = self.load_image(image).await?;
+        let model = model.unwrap_or(&self.inner.config.llava_model).to_string();
+        let request = json!({ "image_sha256": digest, "question": question, "params": params });
+        let cacheable = params.is_deterministic();
+        let sink = stream.clone();
+        let result = self
+            .run(
+                &model,
+                Task::VisualQuestionAnswering,
+                "ask-image",
+                request,
+                cacheable,
+                move |loaded, cancel| {
+                    let Loaded::Llava(m) = loaded else {
+                        return Err(Error::Task("not a visual question answering model".into()));
+                    };
+                    let mut on_text = |piece: &str| match &sink {
+                        Some(tx) => {
+                            tx.blocking_send(piece.to_string()).map_err(|_| Error::Cancelled)
+                        }
+                        None => Ok(()),
+                    };
+                    m.answer(&image, &question, &params, cancel, &mut on_text)
+                },
+            )
+            .await?;
+        if result.cached {
+            if let Some(tx) = stream {
+                tx.send(result.output.text.clone()).await.map_err(|_| Error::Cancelled)?;
+            }
+        }
+        Ok(result)
     }
 
     /// Threads for whisper.cpp and ONNX Runtime.

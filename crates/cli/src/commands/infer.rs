@@ -11,8 +11,8 @@ use ipfs_accelerate_worker::{ImageSource, Inference, Worker, WorkerConfig};
 use serde::Serialize;
 
 use crate::cli::{
-    ImageArg, InferArgs, InferAudioCommand, InferCommand, InferMultimodalCommand, InferTextCommand,
-    InferVisionCommand, SpeechTaskArg,
+    ImageArg, ImageTextGeneration, InferArgs, InferAudioCommand, InferCommand,
+    InferMultimodalCommand, InferTextCommand, InferVisionCommand, SpeechTaskArg,
 };
 use crate::output::Output;
 
@@ -52,6 +52,13 @@ pub async fn run(
                     result.output.vector.iter().take(6).map(|x| format!("{x:.5}")).collect();
                 println!("[{}, …] ({} values)", head.join(", "), result.output.dim);
             })
+        }
+        InferCommand::Multimodal(InferMultimodalCommand::Caption { image, generation }) => {
+            let question = "Describe the image.".to_string();
+            ask(&worker, model, image, question, generation, quiet, out).await
+        }
+        InferCommand::Multimodal(InferMultimodalCommand::Vqa { image, question, generation }) => {
+            ask(&worker, model, image, question, generation, quiet, out).await
         }
         InferCommand::Multimodal(InferMultimodalCommand::Similarity { image, text }) => {
             let result = worker.image_text_similarity(model, image_source(image)?, text).await?;
@@ -131,17 +138,7 @@ pub async fn run(
                 None => Prompt::Text(prompt),
             };
             if stream && !out.is_json() {
-                let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(64);
-                let printer = tokio::spawn(async move {
-                    let mut stdout = std::io::stdout();
-                    while let Some(piece) = rx.recv().await {
-                        // A closed stdout (a pipe to `head`) stops the generation.
-                        if stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush()).is_err()
-                        {
-                            break;
-                        }
-                    }
-                });
+                let (tx, printer) = print_stream();
                 let result = worker.generate(model, prompt, params, Some(tx)).await;
                 printer.await.context("the output task failed")?;
                 let result = result?;
@@ -241,6 +238,52 @@ async fn audio(
                 summary(&result, quiet);
             })
         }
+    }
+}
+
+/// Pieces of generated text printed as they come; the sender goes to the worker.
+fn print_stream() -> (tokio::sync::mpsc::Sender<String>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(64);
+    let printer = tokio::spawn(async move {
+        let mut stdout = std::io::stdout();
+        while let Some(piece) = rx.recv().await {
+            // A closed stdout (a pipe to `head`) stops the generation.
+            if stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    (tx, printer)
+}
+
+/// `infer multimodal caption|vqa`: LLaVA answers a question about the image.
+async fn ask(
+    worker: &Worker,
+    model: Option<&str>,
+    image: ImageArg,
+    question: String,
+    generation: ImageTextGeneration,
+    quiet: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let params = GenerateParams {
+        max_tokens: generation.max_length,
+        temperature: generation.temperature,
+        seed: generation.seed,
+        ..GenerateParams::default()
+    };
+    let image = image_source(image)?;
+    if generation.stream && !out.is_json() {
+        let (tx, printer) = print_stream();
+        let result = worker.ask_image(model, image, question, params, Some(tx)).await;
+        printer.await.context("the output task failed")?;
+        let result = result?;
+        println!();
+        summary(&result, quiet);
+        Ok(())
+    } else {
+        let result = worker.ask_image(model, image, question, params, None).await?;
+        emit(&result, quiet, out, || println!("{}", result.output.text))
     }
 }
 

@@ -222,12 +222,12 @@ impl Transcriber {
             if text.is_empty() {
                 continue;
             }
-            // whisper.cpp counts in centiseconds.
-            segments.push(Segment {
-                start: segment.start_timestamp() as f64 / 100.0,
-                end: (segment.end_timestamp() as f64 / 100.0).min(audio.seconds()),
-                text,
-            });
+            // whisper.cpp counts in centiseconds; without timestamps its segment bounds can be
+            // garbage (a negative start was seen), so they are kept within the audio.
+            let duration = audio.seconds();
+            let start = (segment.start_timestamp() as f64 / 100.0).clamp(0.0, duration);
+            let end = (segment.end_timestamp() as f64 / 100.0).clamp(start, duration);
+            segments.push(Segment { start, end, text });
         }
         let text = segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ");
         Ok(Transcription { text, language: Some(language), segments, duration: audio.seconds() })

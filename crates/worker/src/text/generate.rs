@@ -293,55 +293,89 @@ impl TextGenerator {
             )));
         }
         let budget = params.max_tokens.min(self.context - prompt_ids.len());
-        let seed = params
-            .seed
-            .unwrap_or_else(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
-        let mut sampler = LogitsProcessor::from_sampling(seed, params.sampling());
         let mut state = self.weights.state(prompt_ids.len() + budget);
-
         let started = Instant::now();
-        let mut logits = self.weights.forward(&prompt_ids, &mut state)?;
+        let logits = self.weights.forward(&prompt_ids, &mut state)?;
         let prompt_time = started.elapsed();
         let decoding = Instant::now();
-
-        let mut stream = StopStream::new(&params.stop);
-        let mut generated: Vec<u32> = Vec::new();
-        let (mut finish, mut stop_sequence) = (FinishReason::Length, None);
-        loop {
-            cancel.check()?;
-            if params.repetition_penalty != 1.0 {
-                let window = generated.len().saturating_sub(params.repeat_last_n);
-                logits = candle_transformers::utils::apply_repeat_penalty(
-                    &logits,
-                    params.repetition_penalty,
-                    &generated[window..],
-                )?;
-            }
-            let next = sampler.sample(&logits)?;
-            if self.stop_ids.contains(&next) {
-                finish = FinishReason::Stop;
-                break;
-            }
-            generated.push(next);
-            let decoded = self
-                .tokenizer
-                .decode(&generated, true)
-                .map_err(|e| Error::Inference(format!("decoding: {e}")))?;
-            if let Some(matched) = stream.push(&decoded, on_text)? {
-                finish = FinishReason::Stop;
-                stop_sequence = Some(matched);
-                break;
-            }
-            if generated.len() >= budget {
-                break;
-            }
-            logits = self.weights.forward(&[next], &mut state)?;
-        }
-        let text = stream.finish(on_text)?;
-        let usage = Usage { prompt_tokens: prompt_ids.len(), completion_tokens: generated.len() };
+        let step = |next: u32| Ok(self.weights.forward(&[next], &mut state)?);
+        let run = Decoding {
+            tokenizer: &self.tokenizer,
+            stop_ids: &self.stop_ids,
+            params,
+            prompt_tokens: prompt_ids.len(),
+            budget,
+        };
+        let generated = decode_loop(&run, logits, step, cancel, on_text)?;
         let stats = GenerationStats { prompt: prompt_time, decode: decoding.elapsed() };
-        Ok((GeneratedText { text, finish_reason: finish, stop_sequence, usage }, stats))
+        Ok((generated, stats))
     }
+}
+
+/// What one decoding run needs besides the model.
+pub struct Decoding<'a> {
+    /// Decodes the generated ids (special tokens skipped).
+    pub tokenizer: &'a Tokenizer,
+    /// Ids that end the answer.
+    pub stop_ids: &'a [u32],
+    /// Sampling, stop sequences.
+    pub params: &'a GenerateParams,
+    /// Tokens of the prompt (for the usage counts).
+    pub prompt_tokens: usize,
+    /// Tokens that may be generated.
+    pub budget: usize,
+}
+
+/// The sampling loop every generator shares: from the logits after the prompt, sample a
+/// token, stop on an end id, a stop sequence or the budget, stream final text to `on_text`,
+/// and get the next logits from `step(token)`.
+pub fn decode_loop(
+    run: &Decoding<'_>,
+    mut logits: candle_core::Tensor,
+    mut step: impl FnMut(u32) -> Result<candle_core::Tensor>,
+    cancel: &Cancel,
+    on_text: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<GeneratedText> {
+    let params = run.params;
+    let seed =
+        params.seed.unwrap_or_else(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
+    let mut sampler = LogitsProcessor::from_sampling(seed, params.sampling());
+    let mut stream = StopStream::new(&params.stop);
+    let mut generated: Vec<u32> = Vec::new();
+    let (mut finish, mut stop_sequence) = (FinishReason::Length, None);
+    loop {
+        cancel.check()?;
+        if params.repetition_penalty != 1.0 {
+            let window = generated.len().saturating_sub(params.repeat_last_n);
+            logits = candle_transformers::utils::apply_repeat_penalty(
+                &logits,
+                params.repetition_penalty,
+                &generated[window..],
+            )?;
+        }
+        let next = sampler.sample(&logits)?;
+        if run.stop_ids.contains(&next) {
+            finish = FinishReason::Stop;
+            break;
+        }
+        generated.push(next);
+        let decoded = run
+            .tokenizer
+            .decode(&generated, true)
+            .map_err(|e| Error::Inference(format!("decoding: {e}")))?;
+        if let Some(matched) = stream.push(&decoded, on_text)? {
+            finish = FinishReason::Stop;
+            stop_sequence = Some(matched);
+            break;
+        }
+        if generated.len() >= run.budget {
+            break;
+        }
+        logits = step(next)?;
+    }
+    let text = stream.finish(on_text)?;
+    let usage = Usage { prompt_tokens: run.prompt_tokens, completion_tokens: generated.len() };
+    Ok(GeneratedText { text, finish_reason: finish, stop_sequence, usage })
 }
 
 /// Turns the growing decoded text into final pieces: holds back what a stop sequence could

@@ -5,4 +5,6 @@ mod generate;
 mod llama;
 
 pub use embed::{cosine, EmbeddingSkill, TextEmbedder};
-pub use generate::{GenerateParams, GenerationSkill, GenerationStats, Prompt, TextGenerator};
+pub use generate::{
+    decode_loop, Decoding, GenerateParams, GenerationSkill, GenerationStats, Prompt, TextGenerator,
+};

@@ -347,6 +347,13 @@ impl Processor {
         Ok(processor)
     }
 
+    /// These settings resizing and cropping to `size` (CLIP's form at another size).
+    pub fn with_size(mut self, size: u32) -> Processor {
+        self.size = Size { shortest_edge: Some(size), height: None, width: None };
+        self.crop_size = Some(Size { shortest_edge: None, height: Some(size), width: Some(size) });
+        self
+    }
+
     /// ViT's defaults: 224×224 bilinear, mean and std 0.5.
     pub fn vit_default() -> Processor {
         Processor {
