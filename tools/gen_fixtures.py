@@ -372,6 +372,73 @@ def llava(out, images):
     print(name, "->", d, {k: os.path.getsize(os.path.join(d, k)) for k in os.listdir(d)})
 
 
+def xclip(out, images):
+    """X-CLIP: CLIP vision per frame with cross-frame message tokens, the multi-frame
+    integration transformer, the video-specific prompt generator, CLIP's text tower. The video is
+    a 4-frame GIF (committed); frames are decoded by PIL and preprocessed per frame by
+    VideoMAE's PIL image processor, as the model card does."""
+    from PIL import Image
+    from transformers import XCLIPConfig, XCLIPModel
+    from transformers.models.videomae.image_processing_pil_videomae import VideoMAEImageProcessorPil
+
+    name = "xclip"
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+    corpus = ["a video of a cat", "a person dancing", "noise on a screen", "a red square moving"] * 4
+    tok, bos, eos = clip_tokenizer(os.path.join(d, "tokenizer.json"), corpus)
+    vocab = tok.get_vocab_size()
+    config = XCLIPConfig(
+        text_config=dict(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=37, max_position_embeddings=16, bos_token_id=bos,
+                         eos_token_id=eos, pad_token_id=eos),
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                           image_size=32, patch_size=8, num_frames=4, mit_hidden_size=16,
+                           mit_intermediate_size=24, mit_num_hidden_layers=1, mit_num_attention_heads=2),
+        projection_dim=16, prompt_layers=2, prompt_num_attention_heads=2, prompt_alpha=0.1,
+        architectures=["XCLIPModel"],
+    )
+    torch.manual_seed(51)
+    model = noisy(XCLIPModel(config), 53).eval()
+    model.save_pretrained(d, safe_serialization=True)
+    processor = VideoMAEImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor.save_pretrained(d)
+
+    rng = np.random.default_rng(9)
+    frames = []
+    for i in range(4):
+        y, x = np.mgrid[0:40, 0:48]
+        rgb = np.stack([(x + 10 * i) * 5 % 256, y * 6, np.full_like(x, 60 * i)], -1).astype(float)
+        rgb = np.clip(rgb + rng.normal(0, 25, rgb.shape), 0, 255).astype(np.uint8)
+        frames.append(Image.fromarray(rgb, "RGB"))
+    gif = os.path.join(out, "video.gif")
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0, optimize=False)
+    decoded = []
+    with Image.open(gif) as video:
+        for i in range(video.n_frames):
+            video.seek(i)
+            decoded.append(video.convert("RGB"))
+    assert len(decoded) == 4
+    pixels = torch.stack([processor(f, return_tensors="pt").pixel_values.reshape(-1, 3, 32, 32)[0] for f in decoded]).unsqueeze(0)
+    texts = ["a video of a cat", "a person dancing", "noise"]
+    enc = tok.encode_batch(texts)
+    longest = max(len(e.ids) for e in enc)
+    ids = torch.tensor([e.ids + [eos] * (longest - len(e.ids)) for e in enc])
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (longest - len(e.ids)) for e in enc])
+    with torch.no_grad():
+        output = model(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+    tensors = {
+        "pixel_values": pixels,
+        "input_ids": ids,
+        "logits_per_video": output.logits_per_video,
+        "text_embeds": output.text_embeds,
+        "video_embeds": output.video_embeds,
+    }
+    save_file({k: v.clone().contiguous() for k, v in tensors.items()}, os.path.join(out, f"{name}.safetensors"))
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump({"texts": texts, "video": "video.gif"}, f)
+    print(name, "->", d, {k: os.path.getsize(os.path.join(d, k)) for k in os.listdir(d)}, os.path.getsize(gif))
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -381,7 +448,7 @@ def main():
         wav2vec2(out, stable=True)
     if not only or "clap" in only:
         clap(out)
-    if not only or only & {"clip", "vit", "llava"}:
+    if not only or only & {"clip", "vit", "llava", "xclip"}:
         images = fixture_images(out)
         if not only or "clip" in only:
             clip(out, images)
@@ -389,6 +456,8 @@ def main():
             vit(out, images)
         if not only or "llava" in only:
             llava(out, images)
+        if not only or "xclip" in only:
+            xclip(out, images)
 
 
 if __name__ == "__main__":

@@ -156,3 +156,66 @@ fn caption_and_vqa_through_the_cli() {
         failure(&env, &["infer", "multimodal", "vqa", "--image-file", image, "--question", " "]);
     assert!(error["message"].as_str().unwrap().contains("empty"), "{error}");
 }
+
+#[test]
+fn video_similarity_through_the_cli() {
+    let env = Env::new();
+    let dir = fixtures().join("xclip");
+    let model = env.json(&["models", "import", dir.to_str().unwrap(), "--name", "xclip"]);
+    assert_eq!(model["manifest"]["family"], "xclip", "{model}");
+    let gif = fixtures().join("video.gif");
+    let gif = gif.to_str().unwrap();
+    let scored = env.json(&[
+        "infer",
+        "multimodal",
+        "video-similarity",
+        "--video",
+        gif,
+        "--text",
+        "a cat",
+        "noise",
+    ]);
+    assert_eq!(scored["skill"], "xclip", "{scored}");
+    assert_eq!(scored["output"]["frames"], 4);
+    assert_eq!(scored["output"]["texts"].as_array().map(Vec::len), Some(2));
+
+    // Frames as files: the landscape and portrait images, sampled up to the model's 4.
+    let a = fixtures().join("image-landscape.png");
+    let b = fixtures().join("image-portrait.png");
+    let framed = env.json(&[
+        "infer",
+        "multimodal",
+        "video-similarity",
+        "--frames",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--text",
+        "a cat",
+    ]);
+    assert_eq!(framed["output"]["frames"], 2, "{framed}");
+
+    // A video file without ffmpeg on PATH: the error names the tool to install.
+    let fake = env.home().join("clip.mp4");
+    std::fs::write(&fake, b"\x00\x00\x00\x18ftypmp42 not really").unwrap();
+    let empty = env.home().join("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = env
+        .std_cmd()
+        .env("PATH", &empty)
+        .args([
+            "--json",
+            "infer",
+            "multimodal",
+            "video-similarity",
+            "--video",
+            fake.to_str().unwrap(),
+            "--text",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("is not installed") && message.contains("ffmpeg"), "{body}");
+}

@@ -696,6 +696,19 @@ pub enum InferMultimodalCommand {
         #[arg(long, required = true, num_args = 1..)]
         text: Vec<String>,
     },
+    /// How well each text describes a video (X-CLIP; the model's frame count is sampled at
+    /// segment centres) [model default: worker.xclip_model].
+    VideoSimilarity {
+        /// A video: an animated GIF, or any file ffmpeg reads (ffmpeg must be installed).
+        #[arg(long, required_unless_present = "frames", conflicts_with = "frames")]
+        video: Option<PathBuf>,
+        /// The video as frame images, in order.
+        #[arg(long, num_args = 1..)]
+        frames: Vec<PathBuf>,
+        /// The texts (`--text a --text b` or `--text a b`).
+        #[arg(long, required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
     /// Describe the image in words (LLaVA, asked "Describe the image.")
     /// [model default: worker.llava_model].
     Caption {

@@ -65,5 +65,5 @@ pub use source::SourceOptions;
 pub use worker::{
     build_info, AudioClassification, AudioEmbedding, ImageClassification, ImageEmbedding,
     ImageSource, ImageTextSimilarity, Inference, LoadedModel, ModelRef, SynthesizedSpeech, Timings,
-    Worker, WorkerConfig, RESULTS_NAMESPACE,
+    VideoSource, VideoTextSimilarity, Worker, WorkerConfig, RESULTS_NAMESPACE,
 };

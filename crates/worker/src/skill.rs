@@ -39,6 +39,8 @@ pub enum Task {
     ImageTextSimilarity,
     /// Image + question → generated answer (captions are answers to "describe the image").
     VisualQuestionAnswering,
+    /// Video frames + texts → how well each text describes the video.
+    VideoTextSimilarity,
 }
 
 impl Task {
@@ -55,6 +57,7 @@ impl Task {
             Task::ImageEmbedding => "image-embedding",
             Task::ImageTextSimilarity => "image-text-similarity",
             Task::VisualQuestionAnswering => "visual-question-answering",
+            Task::VideoTextSimilarity => "video-text-similarity",
         }
     }
 }
@@ -174,6 +177,8 @@ pub enum Loaded {
     Vit(Arc<crate::vision::Vit>),
     /// A LLaVA model.
     Llava(Arc<crate::vision::Llava>),
+    /// An X-CLIP model.
+    XClip(Arc<crate::vision::XClip>),
 }
 
 impl Loaded {
@@ -189,6 +194,7 @@ impl Loaded {
             Loaded::Clip(m) => m.memory_bytes(),
             Loaded::Vit(m) => m.memory_bytes(),
             Loaded::Llava(m) => m.memory_bytes(),
+            Loaded::XClip(m) => m.memory_bytes(),
         }
     }
 }
@@ -230,6 +236,7 @@ pub fn skills() -> &'static [&'static dyn Skill] {
         &crate::vision::ClipSkill(Task::ImageEmbedding),
         &crate::vision::ClipSkill(Task::ImageTextSimilarity),
         &crate::vision::LlavaSkill,
+        &crate::vision::XClipSkill,
     ]
 }
 

@@ -55,6 +55,8 @@ const RESULTS_VERSION: u32 = 1;
 /// image_classify_model = "vit"  # `infer vision classify`
 /// clip_model = "clip"           # `infer vision embed`, `infer multimodal similarity`
 /// llava_model = "llava"         # `infer multimodal caption|vqa`
+/// xclip_model = "xclip"         # `infer multimodal video-similarity`
+/// video_decode_timeout = "60s"  # each ffmpeg run decoding a video file
 /// max_image_bytes = "32MiB"     # image files and fetched images larger than this are refused
 /// image_fetch_timeout = "30s"
 /// image_fetch_allow_private = false   # fetch from loopback/private addresses and plain http
@@ -107,6 +109,15 @@ pub struct WorkerConfig {
     /// The default LLaVA model (captions, questions about images).
     #[serde(default = "default_llava_model")]
     pub llava_model: String,
+    /// The default X-CLIP model (video–text similarity).
+    #[serde(default = "default_xclip_model")]
+    pub xclip_model: String,
+    /// How long one ffmpeg run decoding a video file may take.
+    #[serde(
+        default = "default_video_decode_timeout",
+        with = "ipfs_accelerate_common::config::duration_text"
+    )]
+    pub video_decode_timeout: Duration,
     /// The largest image accepted, file or download.
     #[serde(default = "default_max_image_bytes", with = "size_text")]
     pub max_image_bytes: Option<u64>,
@@ -173,6 +184,12 @@ fn default_clip_model() -> String {
 fn default_llava_model() -> String {
     "llava".into()
 }
+fn default_xclip_model() -> String {
+    "xclip".into()
+}
+fn default_video_decode_timeout() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_max_image_bytes() -> Option<u64> {
     Some(32 << 20)
 }
@@ -199,6 +216,8 @@ impl Default for WorkerConfig {
             image_classify_model: default_image_classify_model(),
             clip_model: default_clip_model(),
             llava_model: default_llava_model(),
+            xclip_model: default_xclip_model(),
+            video_decode_timeout: default_video_decode_timeout(),
             max_image_bytes: default_max_image_bytes(),
             image_fetch_timeout: default_image_fetch_timeout(),
             image_fetch_allow_private: false,
@@ -841,6 +860,86 @@ impl Worker {
         Ok(result)
     }
 
+    /// How well each of `texts` describes a video, under X-CLIP `model` (the configured
+    /// default when `None`): the model's `num_frames` frames are sampled from the input (see
+    /// [`crate::vision::xclip`]).
+    pub async fn video_text_similarity(
+        &self,
+        model: Option<&str>,
+        video: VideoSource,
+        texts: Vec<String>,
+    ) -> Result<Inference<VideoTextSimilarity>> {
+        if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
+            return Err(Error::InvalidInput("give at least one text, none of them empty".into()));
+        }
+        let max_bytes = self.inner.config.max_image_bytes.unwrap_or(u64::MAX);
+        let limits = crate::vision::DecodeLimits::default();
+        let deadline = self.inner.config.video_decode_timeout;
+        let model = model.unwrap_or(&self.inner.config.xclip_model).to_string();
+        // A video file is decoded at the model's frame count (`vision_config.num_frames`).
+        let wanted = match &video {
+            VideoSource::File(_) => {
+                let resolved = self.inner.registry.resolve(&model).await?;
+                let config = self.inner.registry.read_file(&resolved, "config.json").await?;
+                serde_json::from_slice::<serde_json::Value>(&config)
+                    .ok()
+                    .and_then(|c| c.pointer("/vision_config/num_frames").and_then(|n| n.as_u64()))
+                    .unwrap_or(8) as usize
+            }
+            VideoSource::Frames(_) => 0,
+        };
+        let (digest, frames) =
+            tokio::task::spawn_blocking(move || -> Result<(String, Vec<::image::RgbImage>)> {
+                let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+                let frames = match video {
+                    VideoSource::Frames(files) => {
+                        if files.is_empty() {
+                            return Err(Error::InvalidInput("no frames given".into()));
+                        }
+                        let mut frames = Vec::with_capacity(files.len());
+                        for bytes in &files {
+                            if bytes.len() as u64 > max_bytes {
+                                return Err(Error::InvalidInput(format!(
+                                    "a frame is over [worker] max_image_bytes ({max_bytes})"
+                                )));
+                            }
+                            sha2::Digest::update(&mut hasher, (bytes.len() as u64).to_le_bytes());
+                            sha2::Digest::update(&mut hasher, bytes);
+                            frames.push(crate::vision::image::decode(bytes, limits)?);
+                        }
+                        frames
+                    }
+                    VideoSource::File(bytes) => {
+                        sha2::Digest::update(&mut hasher, &bytes);
+                        crate::vision::xclip::decode_video(&bytes, wanted, limits, deadline)?
+                    }
+                };
+                let digest =
+                    sha2::Digest::finalize(hasher).iter().map(|b| format!("{b:02x}")).collect();
+                Ok((digest, frames))
+            })
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+        let request = json!({ "video_sha256": digest, "texts": texts });
+        self.run(
+            &model,
+            Task::VideoTextSimilarity,
+            "video-text-similarity",
+            request,
+            true,
+            move |loaded, cancel| {
+                let Loaded::XClip(m) = loaded else {
+                    return Err(Error::Task("not a video-text model".into()));
+                };
+                Ok(VideoTextSimilarity {
+                    frames: frames.len(),
+                    texts: m.similarity(&frames, &texts, cancel)?,
+                })
+            },
+        )
+        .await
+    }
+
     /// Threads for whisper.cpp and ONNX Runtime.
     fn threads(&self) -> usize {
         self.inner.config.threads.unwrap_or_else(crate::skill::all_cores)
@@ -1146,6 +1245,24 @@ pub enum ImageSource {
     Bytes(Vec<u8>),
     /// An `https://` URL, fetched under the worker's fetch policy.
     Url(String),
+}
+
+/// A video for X-CLIP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoSource {
+    /// Frame image files' bytes, in order.
+    Frames(Vec<Vec<u8>>),
+    /// A GIF, or a video file ffmpeg decodes.
+    File(Vec<u8>),
+}
+
+/// Scores from [`Worker::video_text_similarity`], in the order the texts were given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoTextSimilarity {
+    /// Frames the input had (before sampling).
+    pub frames: usize,
+    /// One score per text.
+    pub texts: Vec<crate::vision::VideoTextScore>,
 }
 
 /// Labels from [`Worker::classify_image`].

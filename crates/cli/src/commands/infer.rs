@@ -7,7 +7,7 @@ use ipfs_accelerate_common::config::Config;
 use ipfs_accelerate_common::store::{AddInput, AddOptions, Range, Store};
 use ipfs_accelerate_worker::speech::{SpeechTask, SynthesizeOptions, TranscribeOptions};
 use ipfs_accelerate_worker::text::{GenerateParams, Prompt};
-use ipfs_accelerate_worker::{ImageSource, Inference, Worker, WorkerConfig};
+use ipfs_accelerate_worker::{ImageSource, Inference, VideoSource, Worker, WorkerConfig};
 use serde::Serialize;
 
 use crate::cli::{
@@ -51,6 +51,29 @@ pub async fn run(
                 let head: Vec<String> =
                     result.output.vector.iter().take(6).map(|x| format!("{x:.5}")).collect();
                 println!("[{}, …] ({} values)", head.join(", "), result.output.dim);
+            })
+        }
+        InferCommand::Multimodal(InferMultimodalCommand::VideoSimilarity {
+            video,
+            frames,
+            text,
+        }) => {
+            let source = match video {
+                Some(path) => VideoSource::File(read_input(&path)?),
+                None => VideoSource::Frames(
+                    frames.iter().map(|p| read_input(p)).collect::<anyhow::Result<_>>()?,
+                ),
+            };
+            let result = worker.video_text_similarity(model, source, text).await?;
+            emit(&result, quiet, out, || {
+                for t in &result.output.texts {
+                    println!(
+                        "{:>6.2}%  logit {:+.3}  {}",
+                        t.probability * 100.0,
+                        t.logit,
+                        quote(&t.text)
+                    );
+                }
             })
         }
         InferCommand::Multimodal(InferMultimodalCommand::Caption { image, generation }) => {

@@ -354,6 +354,17 @@ impl Processor {
         self
     }
 
+    /// VideoMAE's defaults (X-CLIP's frames): shortest edge 224 bilinear, crop 224, mean and
+    /// std 0.5.
+    pub fn videomae_default() -> Processor {
+        Processor {
+            resample: 2,
+            image_mean: vec![0.5; 3],
+            image_std: vec![0.5; 3],
+            ..Processor::default()
+        }
+    }
+
     /// ViT's defaults: 224×224 bilinear, mean and std 0.5.
     pub fn vit_default() -> Processor {
         Processor {

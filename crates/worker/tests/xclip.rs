@@ -1,0 +1,144 @@
+//! X-CLIP in candle against Hugging Face transformers on a tiny seeded model
+//! (`tools/gen_fixtures.py xclip`): the GIF's frames through VideoMAE's PIL processor, the
+//! video–text logits and embeddings; frame sampling; the worker and the errors.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use ipfs_accelerate_common::store::{Store, StoreOptions};
+use ipfs_accelerate_worker::vision::xclip::{decode_video, sample_frames};
+use ipfs_accelerate_worker::vision::{DecodeLimits, XClip};
+use ipfs_accelerate_worker::{ImportOptions, VideoSource, Worker, WorkerConfig};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn expected() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixtures().join("xclip.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn texts() -> Vec<String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("xclip.json")).unwrap()).unwrap();
+    json["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn read(file: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("xclip").join(file)).unwrap()
+}
+
+fn gif() -> Vec<u8> {
+    std::fs::read(fixtures().join("video.gif")).unwrap()
+}
+
+#[test]
+fn xclip_matches_transformers() {
+    let model = XClip::load(
+        &read("config.json"),
+        read("model.safetensors"),
+        Some(&read("preprocessor_config.json")),
+        Some(&read("tokenizer.json")),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let want = expected();
+    let frames =
+        decode_video(&gif(), 4, DecodeLimits::default(), std::time::Duration::from_secs(5))
+            .unwrap();
+    assert_eq!(frames.len(), 4);
+    let pixels = model.pixel_values(&frames).unwrap();
+    let diff = max_diff(&flat(&pixels), &flat(&want["pixel_values"]));
+    assert!(diff < 1e-6, "pixel_values differ by {diff}");
+
+    let ids = model.tokenize(&texts()).unwrap();
+    let want_ids: Vec<f32> = flat(&want["input_ids"]);
+    assert_eq!(flat(&ids), want_ids);
+    let logits = model.logits(&pixels, &ids).unwrap();
+    let diff = max_diff(&logits, &flat(&want["logits_per_video"]));
+    assert!(diff < 1e-4, "logits_per_video differ by {diff}: {logits:?}");
+}
+
+#[test]
+fn frames_are_sampled_at_segment_centres() {
+    assert_eq!(sample_frames(4, 4).unwrap(), [0, 1, 2, 3]);
+    assert_eq!(sample_frames(100, 4).unwrap(), [12, 37, 62, 87]);
+    assert_eq!(sample_frames(2, 4).unwrap(), [0, 0, 1, 1]);
+    assert!(sample_frames(0, 8).is_err());
+}
+
+#[test]
+fn videos_run_through_the_worker_and_bad_input_is_refused() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), StoreOptions::default()).await.unwrap();
+            let worker = Worker::new(store, WorkerConfig::default());
+            let options = ImportOptions { name: Some("xclip".into()), ..ImportOptions::default() };
+            let model = worker.registry().import(&fixtures().join("xclip"), options).await.unwrap();
+            assert_eq!(model.manifest.info.family, "xclip");
+
+            let scored = worker
+                .video_text_similarity(None, VideoSource::File(gif()), texts())
+                .await
+                .unwrap();
+            assert_eq!(scored.skill, "xclip");
+            assert_eq!(scored.output.frames, 4);
+            let logits: Vec<f32> = scored.output.texts.iter().map(|t| t.logit).collect();
+            assert!(max_diff(&logits, &flat(&expected()["logits_per_video"])) < 1e-4);
+
+            // The same frames given as PNG files score the same as the GIF (PNG is lossless).
+            let frames =
+                decode_video(&gif(), 4, DecodeLimits::default(), std::time::Duration::from_secs(5))
+                    .unwrap();
+            let files: Vec<Vec<u8>> = frames
+                .iter()
+                .map(|f| {
+                    let mut png = Vec::new();
+                    f.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                        .unwrap();
+                    png
+                })
+                .collect();
+            let by_frames = worker
+                .video_text_similarity(None, VideoSource::Frames(files), texts())
+                .await
+                .unwrap();
+            let again: Vec<f32> = by_frames.output.texts.iter().map(|t| t.logit).collect();
+            assert!(max_diff(&again, &logits) < 1e-6);
+
+            // Not a video: without ffmpeg on PATH the error names the missing tool.
+            let err = worker
+                .video_text_similarity(None, VideoSource::File(b"not a video".to_vec()), texts())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ffmpeg") || err.contains("video"), "{err}");
+            let err = worker
+                .video_text_similarity(None, VideoSource::Frames(vec![]), texts())
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("no frames"), "{err}");
+            let err = worker
+                .video_text_similarity(None, VideoSource::File(gif()), vec![])
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("text"), "{err}");
+        });
+}
