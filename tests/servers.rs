@@ -129,3 +129,33 @@ fn model_var(name: &str) -> String {
         )
     })
 }
+
+/// Real vision checkpoints the end-to-end checks use when present: (family, variable, hub id).
+pub const REAL_CHECKPOINTS: [(&str, &str, &str); 4] = [
+    ("clip", "IPFS_ACCELERATE_CLIP_MODEL", "openai/clip-vit-base-patch32"),
+    ("vit", "IPFS_ACCELERATE_VIT_MODEL", "google/vit-base-patch16-224"),
+    ("llava", "IPFS_ACCELERATE_LLAVA_MODEL", "llava-hf/llava-1.5-7b-hf"),
+    ("xclip", "IPFS_ACCELERATE_XCLIP_MODEL", "microsoft/xclip-base-patch32"),
+];
+
+/// The checkpoint directory for `family`: its variable, else a snapshot in the Hugging Face
+/// cache (`$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`).
+pub fn real_checkpoint(family: &str) -> Option<std::path::PathBuf> {
+    let (_, var, hub_id) = REAL_CHECKPOINTS.iter().find(|(f, _, _)| *f == family)?;
+    if let Some(dir) = std::env::var_os(var) {
+        return Some(dir.into());
+    }
+    let cache = std::env::var_os("HF_HUB_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HF_HOME").map(|h| std::path::PathBuf::from(h).join("hub")))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/huggingface/hub"))
+        })?;
+    let snapshots = cache.join(format!("models--{}", hub_id.replace('/', "--"))).join("snapshots");
+    std::fs::read_dir(snapshots)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("config.json").exists())
+}

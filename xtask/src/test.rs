@@ -81,11 +81,35 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     };
     tests.args(passthrough);
     export(&mut tests);
+    let checks = root.join("target/tmp/real-weight-checks");
+    if checks.exists() {
+        std::fs::remove_dir_all(&checks)?;
+    }
     let result = step("tests", tests);
     drop(services);
+    report_real_weight_checks(&checks);
     doc.and(result)?;
     eprintln!("xtask test: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Which end-to-end checks on real vision checkpoints ran (the tests record it, since no
+/// registry ships those weights and a check runs only where a checkpoint is present).
+fn report_real_weight_checks(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        eprintln!("xtask test: real-weight vision checks: none recorded");
+        return;
+    };
+    let mut lines: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let family = e.path().file_stem()?.to_string_lossy().into_owned();
+            let status = std::fs::read_to_string(e.path()).ok()?;
+            Some(format!("  {family}: {status}"))
+        })
+        .collect();
+    lines.sort();
+    eprintln!("xtask test: real-weight vision checks:\n{}", lines.join("\n"));
 }
 
 /// `cargo xtask serve`: the test servers, kept running for hand-run tests.
