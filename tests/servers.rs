@@ -100,6 +100,11 @@ pub fn piper_joe_wheel() -> PathBuf {
     PathBuf::from(model_var("IPFS_ACCELERATE_TEST_PIPER_JOE_WHEEL"))
 }
 
+/// ONNX Runtime's PyPI wheel (imported as a model, its library is the runtime Piper uses).
+pub fn onnxruntime_wheel() -> PathBuf {
+    PathBuf::from(model_var("IPFS_ACCELERATE_TEST_ONNXRUNTIME_WHEEL"))
+}
+
 /// The ONNX Runtime library Piper voices run on (`ORT_DYLIB_PATH`, extracted from the PyPI
 /// wheel by `cargo xtask models fetch`).
 pub fn onnxruntime_library() -> PathBuf {

@@ -122,6 +122,17 @@ fn audio_errors_name_the_problem() {
     assert_eq!(error["kind"], "invalid_input", "{error}");
     assert!(error["message"].as_str().unwrap().contains("en-US"), "{error}");
 
+    // ONNX Runtime imported as a model: no path configured, the library comes from the store.
+    let runtime = servers::onnxruntime_wheel();
+    let runtime =
+        env.json(&["models", "import", runtime.to_str().unwrap(), "--name", "onnxruntime"]);
+    assert_eq!(runtime["manifest"]["format"], "library", "{runtime}");
+    let spoken = tests::json_of(env.std_cmd(), &synthesize);
+    assert_eq!(spoken["result"]["output"]["sample_rate"], 22050, "{spoken}");
+    let copied = tests::files_under(&env.home().join("data/runtimes"));
+    assert_eq!(copied.len(), 1, "one verified copy beside the store");
+    assert!(copied[0].0.ends_with("libonnxruntime.so.1.32.0"), "{:?}", copied[0].0);
+
     // Removing the model takes its converted ggml with it.
     let derived = env.json(&["storage", "names", "ls", "models-derived"]);
     assert_eq!(derived.as_array().map(Vec::len), Some(1), "{derived}");

@@ -77,12 +77,13 @@ pub const PIPER_JOE: Wheel = Wheel {
     env: "IPFS_ACCELERATE_TEST_PIPER_JOE_WHEEL",
 };
 
-/// ONNX Runtime 1.32 for CPython 3.11 on manylinux x86-64: only its shared library is used.
+/// ONNX Runtime 1.32 for CPython 3.11 on manylinux x86-64: only its shared library is used
+/// (imported as the model `onnxruntime`; Piper voices run on it).
 pub const ONNXRUNTIME: Wheel = Wheel {
     spec: "onnxruntime==1.32.0",
     file: "onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
     sha256: "5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d",
-    name: None,
+    name: Some("onnxruntime"),
     env: "IPFS_ACCELERATE_TEST_ONNXRUNTIME_WHEEL",
 };
 

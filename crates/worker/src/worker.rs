@@ -61,7 +61,8 @@ const RESULTS_VERSION: u32 = 1;
 /// image_fetch_timeout = "30s"
 /// image_fetch_allow_private = false   # fetch from loopback/private addresses and plain http
 /// threads = 4                   # whisper.cpp / ONNX Runtime threads; default: all cores
-/// onnxruntime = "/opt/onnxruntime/lib/libonnxruntime.so"   # else ORT_DYLIB_PATH
+/// onnxruntime = "/opt/onnxruntime/lib/libonnxruntime.so"   # else ORT_DYLIB_PATH, else:
+/// onnxruntime_model = "onnxruntime" # the onnxruntime wheel imported as a model
 /// max_audio_seconds = 3600      # longer input is refused
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +139,10 @@ pub struct WorkerConfig {
     /// The ONNX Runtime shared library Piper voices run on; `ORT_DYLIB_PATH` when unset.
     #[serde(default)]
     pub onnxruntime: Option<std::path::PathBuf>,
+    /// The registry model holding ONNX Runtime's library, used when neither `onnxruntime`
+    /// nor `ORT_DYLIB_PATH` is set.
+    #[serde(default = "default_onnxruntime_model")]
+    pub onnxruntime_model: String,
     /// The longest audio input accepted, in seconds.
     #[serde(default = "default_max_audio_seconds")]
     pub max_audio_seconds: f64,
@@ -190,6 +195,9 @@ fn default_xclip_model() -> String {
 fn default_video_decode_timeout() -> Duration {
     Duration::from_secs(60)
 }
+fn default_onnxruntime_model() -> String {
+    "onnxruntime".into()
+}
 fn default_max_image_bytes() -> Option<u64> {
     Some(32 << 20)
 }
@@ -223,6 +231,7 @@ impl Default for WorkerConfig {
             image_fetch_allow_private: false,
             threads: None,
             onnxruntime: None,
+            onnxruntime_model: default_onnxruntime_model(),
             max_audio_seconds: default_max_audio_seconds(),
             device: None,
         }
@@ -365,6 +374,8 @@ struct Inner {
     config: WorkerConfig,
     budget: u64,
     placement: tokio::sync::OnceCell<Placement>,
+    /// ONNX Runtime's library, copied (verified) out of the store once per process.
+    onnxruntime: tokio::sync::OnceCell<Option<std::path::PathBuf>>,
     endpoints: Mutex<HashMap<(Cid, Task), Arc<Slot>>>,
 }
 
@@ -423,6 +434,7 @@ impl Worker {
                 config,
                 budget,
                 placement: tokio::sync::OnceCell::new(),
+                onnxruntime: tokio::sync::OnceCell::new(),
                 endpoints: Mutex::new(HashMap::new()),
             }),
         }
@@ -940,6 +952,51 @@ impl Worker {
         .await
     }
 
+    /// The ONNX Runtime library for skills that run ONNX graphs: `[worker] onnxruntime` when
+    /// set; else, when `ORT_DYLIB_PATH` is unset, the registry's model named
+    /// `[worker] onnxruntime_model` (ONNX Runtime's wheel, imported like any model), copied
+    /// out of the store — every byte verified against its CID — to `runtimes/<cid>/` beside
+    /// the store, where the dynamic loader can open it. `None` leaves it to `ORT_DYLIB_PATH`.
+    async fn onnxruntime_library(&self) -> Result<Option<std::path::PathBuf>> {
+        if let Some(path) = &self.inner.config.onnxruntime {
+            return Ok(Some(path.clone()));
+        }
+        if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+            return Ok(None);
+        }
+        self.inner
+            .onnxruntime
+            .get_or_try_init(|| async {
+                let name = &self.inner.config.onnxruntime_model;
+                let model = match self.inner.registry.resolve(name).await {
+                    Ok(model) => model,
+                    Err(Error::UnknownModel { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                if model.manifest.info.format != crate::manifest::Format::Library {
+                    return Err(Error::Device(format!(
+                        "model {name} is a {} model, not ONNX Runtime's library (import the onnxruntime wheel under that name)",
+                        model.manifest.info.family
+                    )));
+                }
+                let file = &model.manifest.info.weights;
+                let entry = model.manifest.file(file)?;
+                let store = self.inner.registry.store();
+                let dir = store.root().with_file_name("runtimes").join(entry.cid.to_string());
+                #[allow(clippy::disallowed_methods)]
+                // storage-audit: allow(a verified copy of stored bytes for the dynamic loader)
+                tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+                    Error::Device(format!("creating {}: {e}", dir.display()))
+                })?;
+                let path = dir.join(file);
+                store.get_to_path(&entry.cid, ipfs_accelerate_common::store::Range::default(), &path).await?;
+                tracing::info!(model = %model.cid, path = %path.display(), "ONNX Runtime copied out of the store");
+                Ok(Some(path))
+            })
+            .await
+            .cloned()
+    }
+
     /// Threads for whisper.cpp and ONNX Runtime.
     fn threads(&self) -> usize {
         self.inner.config.threads.unwrap_or_else(crate::skill::all_cores)
@@ -1124,11 +1181,13 @@ impl Worker {
             files.insert(path, bytes);
         }
         let manifest = model.manifest.clone();
-        let context = LoadContext {
-            device: placement.device.clone(),
-            threads: self.threads(),
-            onnxruntime: self.inner.config.onnxruntime.clone(),
+        let onnxruntime = if skill.info().formats.contains(&crate::manifest::Format::Onnx) {
+            self.onnxruntime_library().await?
+        } else {
+            None
         };
+        let context =
+            LoadContext { device: placement.device.clone(), threads: self.threads(), onnxruntime };
         let started = Instant::now();
         let loaded = tokio::task::spawn_blocking(move || {
             skill.load(&manifest, ModelFiles::new(files), &context)

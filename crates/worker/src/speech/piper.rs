@@ -245,8 +245,8 @@ impl Skill for PiperSkill {
     }
 }
 
-/// The ONNX Runtime library, opened once per process: `[worker] onnxruntime`, else
-/// `ORT_DYLIB_PATH`.
+/// The ONNX Runtime library, opened once per process: the path the worker resolved
+/// (`[worker] onnxruntime`, or the library copied out of the store), else `ORT_DYLIB_PATH`.
 fn runtime(configured: Option<&Path>) -> Result<&'static ort::environment::Environment> {
     // ONNX Runtime allows one environment per process: the first library opened is kept.
     type Opened = (PathBuf, std::result::Result<ort::environment::Environment, String>);
@@ -256,7 +256,7 @@ fn runtime(configured: Option<&Path>) -> Result<&'static ort::environment::Envir
         .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
     let Some(path) = path else {
         return Err(Error::Device(
-            "ONNX Runtime is not configured: set [worker] onnxruntime or ORT_DYLIB_PATH to libonnxruntime.so (`cargo xtask models fetch` extracts it from the onnxruntime wheel)".into(),
+            "ONNX Runtime is not configured: import the onnxruntime wheel as a model (`ipfs-accelerate models import onnxruntime-….whl --name onnxruntime`; `cargo xtask models fetch` does), or set [worker] onnxruntime or ORT_DYLIB_PATH to libonnxruntime.so".into(),
         ));
     };
     let (opened, environment) = RUNTIME.get_or_init(|| {
