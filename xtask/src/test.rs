@@ -44,9 +44,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     service::ensure_apt_tool("keyctl", "keyutils")?;
     service::ensure_apt_tool("ipfs_cid", "ipfs-cid")?;
     // whisper.cpp (whisper-rs-sys) is built by cmake; Piper voices phonemise with espeak-ng
-    // (libespeak-ng1, opened at run time); ffmpeg is not needed.
+    // (libespeak-ng1, opened at run time); X-CLIP decodes video files with ffmpeg.
     service::ensure_apt_tool("cmake", "cmake")?;
     service::ensure_apt_tool("espeak-ng", "espeak-ng")?;
+    service::ensure_apt_tool("ffmpeg", "ffmpeg")?;
 
     let wheels =
         installing.join().map_err(|_| anyhow::anyhow!("the server installer panicked"))??;

@@ -142,3 +142,68 @@ fn videos_run_through_the_worker_and_bad_input_is_refused() {
             assert!(err.to_string().contains("text"), "{err}");
         });
 }
+
+/// A real video file through ffmpeg, when ffmpeg is installed (Debian's `ffmpeg`; CI does not
+/// install it, and says so): made from the fixture GIF by ffmpeg itself, then decoded at the
+/// model's 4 segment centres and scored.
+#[test]
+fn a_video_file_decodes_through_ffmpeg_when_installed() {
+    let ffmpeg = std::process::Command::new("ffmpeg").arg("-version").output();
+    if !ffmpeg.is_ok_and(|o| o.status.success()) {
+        eprintln!("ffmpeg check: skipped (ffmpeg is not installed)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("video.mp4");
+    let status = std::process::Command::new("timeout")
+        .args(["60", "ffmpeg", "-v", "error", "-i"])
+        .arg(fixtures().join("video.gif"))
+        .args(["-pix_fmt", "yuv420p", "-vf", "scale=48:40"])
+        .arg(&video)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bytes = std::fs::read(&video).unwrap();
+    let frames =
+        decode_video(&bytes, 4, DecodeLimits::default(), std::time::Duration::from_secs(30))
+            .unwrap();
+    assert_eq!(frames.len(), 4);
+    assert!(frames.iter().all(|f| (f.width(), f.height()) == (48, 40)));
+    // Lossy (H.264), so close to the GIF's frames rather than equal: the mean absolute
+    // difference per channel stays small, and each frame matches its own GIF frame best.
+    let gif = decode_video(&gif(), 4, DecodeLimits::default(), std::time::Duration::from_secs(5))
+        .unwrap();
+    let distance = |a: &image::RgbImage, b: &image::RgbImage| -> f64 {
+        a.as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).abs())
+            .sum::<f64>()
+            / a.as_raw().len() as f64
+    };
+    for (i, frame) in frames.iter().enumerate() {
+        let nearest = (0..4)
+            .min_by(|&a, &b| distance(frame, &gif[a]).total_cmp(&distance(frame, &gif[b])))
+            .unwrap();
+        assert_eq!(nearest, i, "frame {i} is nearest GIF frame {nearest}");
+    }
+    // A longer one (50 frames of 224×224): the frame stream is far larger than a pipe's buffer.
+    let long = dir.path().join("testsrc.mp4");
+    let status = std::process::Command::new("timeout")
+        .args(["60", "ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=224x224:rate=25"])
+        .args(["-t", "2", "-pix_fmt", "yuv420p"])
+        .arg(&long)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let frames = decode_video(
+        &std::fs::read(&long).unwrap(),
+        8,
+        DecodeLimits::default(),
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(frames.len(), 8);
+    assert!(frames.windows(2).all(|w| w[0] != w[1]), "eight different frames");
+    eprintln!("ffmpeg check: ran");
+}

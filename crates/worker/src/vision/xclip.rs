@@ -635,15 +635,16 @@ fn decode_gif(bytes: &[u8], limits: DecodeLimits) -> Result<Vec<image::RgbImage>
     Ok(frames)
 }
 
-/// `count` frames of a video at the centres of equal time segments, each extracted by one
-/// `ffmpeg` run (PNG on stdout) under `deadline`.
+/// `count` frames of a video, chosen as a frame list is ([`sample_frames`] over the video's
+/// frame count, which `ffprobe` reads), decoded by one `ffmpeg` run that selects them by index
+/// and writes them as PNGs to stdout. Each run is under `deadline`.
 fn ffmpeg_frames(
     bytes: &[u8],
     count: usize,
     limits: DecodeLimits,
     deadline: Duration,
 ) -> Result<Vec<image::RgbImage>> {
-    // The video for ffmpeg to seek in: a scratch file, removed with the directory.
+    // The video for ffmpeg to read: a scratch file, removed with the directory.
     let failed = |e: std::io::Error| Error::Inference(format!("a scratch copy for ffmpeg: {e}"));
     // storage-audit: allow(scratch directory for ffmpeg's input; removed after decoding)
     let dir = tempfile::tempdir().map_err(failed)?;
@@ -651,34 +652,76 @@ fn ffmpeg_frames(
     #[allow(clippy::disallowed_methods)]
     // storage-audit: allow(scratch copy of the user's video for ffmpeg; removed after decoding)
     std::fs::write(&input, bytes).map_err(failed)?;
-    let seconds = probe_duration(&input, deadline)?;
-    let mut frames = Vec::with_capacity(count);
-    for i in 0..count {
-        let at = seconds * (i as f64 + 0.5) / count as f64;
-        let output = run_tool(
-            "ffmpeg",
-            &["-v", "error", "-ss", &format!("{at:.3}"), "-i"],
-            &input,
-            &["-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "-"],
-            deadline,
-        )?;
-        frames.push(super::image::decode(&output, limits)?);
-    }
-    Ok(frames)
-}
-
-fn probe_duration(input: &std::path::Path, deadline: Duration) -> Result<f64> {
+    let total = frame_count(&input, deadline)?;
+    let picked = sample_frames(total, count)?;
+    let mut wanted = picked.clone();
+    wanted.dedup();
+    let select: Vec<String> = wanted.iter().map(|i| format!("eq(n\\,{i})")).collect();
+    let filter = format!("select={}", select.join("+"));
     let output = run_tool(
-        "ffprobe",
-        &["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"],
-        input,
-        &[],
+        "ffmpeg",
+        &["-v", "error", "-i"],
+        &input,
+        &["-vf", &filter, "-vsync", "0", "-f", "image2pipe", "-vcodec", "png", "-"],
         deadline,
     )?;
-    let text = String::from_utf8_lossy(&output);
-    text.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s > 0.0).ok_or_else(|| {
-        Error::InvalidInput(format!("not a video ffprobe can time (it said {:?})", text.trim()))
-    })
+    let decoded = split_pngs(&output)
+        .into_iter()
+        .map(|png| super::image::decode(png, limits))
+        .collect::<Result<Vec<_>>>()?;
+    if decoded.len() != wanted.len() {
+        return Err(Error::InvalidInput(format!(
+            "ffmpeg gave {} of the {} frames asked for (fewer frames than the header says?)",
+            decoded.len(),
+            wanted.len()
+        )));
+    }
+    // Back to one image per pick (a short video repeats frames).
+    Ok(picked
+        .iter()
+        .map(|i| decoded[wanted.iter().position(|w| w == i).unwrap_or(0)].clone())
+        .collect())
+}
+
+/// The video stream's frame count: the container's, else counted by decoding.
+fn frame_count(input: &std::path::Path, deadline: Duration) -> Result<usize> {
+    let probe = |entry: &str, extra: &[&str]| -> Result<Option<usize>> {
+        let show = format!("stream={entry}");
+        let mut args = vec!["-v", "error", "-select_streams", "v:0"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-show_entries", &show, "-of", "csv=p=0"]);
+        let output = run_tool("ffprobe", &args, input, &[], deadline)?;
+        Ok(String::from_utf8_lossy(&output).trim().parse::<usize>().ok().filter(|n| *n > 0))
+    };
+    match probe("nb_frames", &[])? {
+        Some(n) => Ok(n),
+        None => probe("nb_read_frames", &["-count_frames"])?.ok_or_else(|| {
+            Error::InvalidInput("not a video ffprobe can read (no video frames)".into())
+        }),
+    }
+}
+
+/// Splits concatenated PNG files (ffmpeg's image2pipe) by walking their chunks to `IEND`.
+fn split_pngs(mut data: &[u8]) -> Vec<&[u8]> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    let mut pngs = Vec::new();
+    while data.starts_with(SIGNATURE) {
+        let mut at = SIGNATURE.len();
+        let mut end = None;
+        while let Some(header) = data.get(at..at + 8) {
+            let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let next = at.saturating_add(12).saturating_add(length);
+            if &header[4..8] == b"IEND" {
+                end = Some(next.min(data.len()));
+                break;
+            }
+            at = next;
+        }
+        let Some(end) = end else { break };
+        pngs.push(&data[..end]);
+        data = &data[end..];
+    }
+    pngs
 }
 
 /// Runs `tool before… input after…` with a deadline; its stdout.
@@ -703,10 +746,24 @@ fn run_tool(
             )),
             _ => Error::Inference(format!("running {tool}: {e}")),
         })?;
+    // Both pipes drain while the tool runs: a frame stream larger than the pipe buffer
+    // would otherwise block it until the deadline.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    use std::io::Read as _;
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let started = std::time::Instant::now();
-    loop {
+    let status = loop {
         match child.try_wait() {
-            Ok(Some(_)) => break,
+            Ok(Some(status)) => break status,
             Ok(None) if started.elapsed() > deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -715,15 +772,18 @@ fn run_tool(
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(Error::Inference(format!("waiting for {tool}: {e}"))),
         }
-    }
-    let output = child.wait_with_output().map_err(|e| Error::Inference(format!("{tool}: {e}")))?;
-    if !output.status.success() {
+    };
+    let joined = |t: std::thread::JoinHandle<Vec<u8>>| {
+        t.join().map_err(|_| Error::Inference(format!("reading {tool}'s output failed")))
+    };
+    let (stdout, stderr) = (joined(stdout)?, joined(stderr)?);
+    if !status.success() {
         return Err(Error::InvalidInput(format!(
             "{tool} could not read the video: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+            String::from_utf8_lossy(&stderr).trim()
         )));
     }
-    Ok(output.stdout)
+    Ok(stdout)
 }
 
 /// The X-CLIP skill: video–text similarity.
