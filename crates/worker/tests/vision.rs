@@ -276,3 +276,28 @@ fn the_fetcher_checks_type_size_redirects_and_time() {
         assert!(by_bytes.cached, "the same bytes hit the same cache entry");
     });
 }
+
+#[test]
+fn older_clip_configs_with_sub_config_dicts_load() {
+    // Checkpoints saved before transformers 4.2x keep the sub-configs as `*_config_dict`.
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&read("clip", "config.json")).unwrap();
+    let object = config.as_object_mut().unwrap();
+    let text = object.remove("text_config").unwrap();
+    let vision = object.remove("vision_config").unwrap();
+    object.insert("text_config_dict".into(), text);
+    object.insert("vision_config_dict".into(), vision);
+    object.insert("text_config".into(), serde_json::Value::Null);
+    let model = Clip::load(
+        &serde_json::to_vec(&config).unwrap(),
+        read("clip", "model.safetensors"),
+        Some(&read("clip", "preprocessor_config.json")),
+        Some(&read("clip", "tokenizer.json")),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let pixels = model.pixel_values(&images()).unwrap();
+    let image = model.image_embeddings(&pixels).unwrap();
+    let diff = max_diff(&flat(&image), &flat(&expected("clip")["image_embeds"]));
+    assert!(diff < 1e-4, "image embeddings differ by {diff}");
+}

@@ -105,7 +105,9 @@ impl Default for VisionConfig {
 
 impl Config {
     fn parse(bytes: &[u8]) -> Result<Config> {
-        let config: Config = serde_json::from_slice(bytes).map_err(bad_config)?;
+        let config: Config = super::clip_family_config(bytes)
+            .and_then(serde_json::from_value)
+            .map_err(bad_config)?;
         for (name, act, eps) in [
             ("text_config", &config.text_config.hidden_act, config.text_config.layer_norm_eps),
             (

@@ -98,6 +98,35 @@ fn hub_name(name: &str) -> String {
     }
 }
 
+/// The language model's config: hub LLaVA configs save only what differs from
+/// `LlamaConfig`'s defaults (llava-1.5-7b-hf's names five fields), so those defaults fill the
+/// rest; HF ≥ 5 keeps `rope_theta` under `rope_parameters`.
+fn llama_config(text: &serde_json::Value) -> Result<LlamaConfig> {
+    let mut text = text.clone();
+    let object = text.as_object_mut().ok_or_else(|| bad_config("text_config is not an object"))?;
+    let defaults = [
+        ("hidden_size", serde_json::json!(4096)),
+        ("intermediate_size", serde_json::json!(11008)),
+        ("num_hidden_layers", serde_json::json!(32)),
+        ("num_attention_heads", serde_json::json!(32)),
+        ("rms_norm_eps", serde_json::json!(1e-6)),
+        ("max_position_embeddings", serde_json::json!(2048)),
+        ("vocab_size", serde_json::json!(32000)),
+        ("bos_token_id", serde_json::json!(1)),
+        ("eos_token_id", serde_json::json!(2)),
+    ];
+    for (key, value) in defaults {
+        let missing = object.get(key).is_none_or(serde_json::Value::is_null);
+        if missing {
+            object.insert(key.to_string(), value);
+        }
+    }
+    if let Some(theta) = object.get("rope_parameters").and_then(|p| p.get("rope_theta")).cloned() {
+        object.insert("rope_theta".into(), theta);
+    }
+    serde_json::from_value(text).map_err(bad_config)
+}
+
 /// A loaded LLaVA 1.5 model.
 pub struct Llava {
     vision: ClipVisionTransformer,
@@ -174,12 +203,7 @@ impl Llava {
             image_size: v.image_size,
             patch_size: v.patch_size,
         };
-        // HF ≥ 5 keeps rope_theta under rope_parameters.
-        let mut text = config.text_config.clone();
-        if let Some(theta) = text.pointer("/rope_parameters/rope_theta").cloned() {
-            text["rope_theta"] = theta;
-        }
-        let text_config: LlamaConfig = serde_json::from_value(text).map_err(bad_config)?;
+        let text_config = llama_config(&config.text_config)?;
         if let Some(head_dim) = config.text_config.get("head_dim").and_then(|h| h.as_u64()) {
             if head_dim as usize * text_config.num_attention_heads != text_config.hidden_size {
                 return Err(bad_config("head_dim × heads must equal hidden_size"));
@@ -468,5 +492,30 @@ impl Skill for LlavaSkill {
             &context.device,
         )?;
         Ok(Loaded::Llava(std::sync::Arc::new(model)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sparse_hub_text_config_takes_llamas_defaults() {
+        // llava-hf/llava-1.5-7b-hf's text_config, as the hub has it.
+        let text = serde_json::json!({
+            "_name_or_path": "lmsys/vicuna-7b-v1.5", "architectures": ["LlamaForCausalLM"],
+            "max_position_embeddings": 4096, "model_type": "llama", "rms_norm_eps": 1e-05,
+            "torch_dtype": "float16", "vocab_size": 32064
+        });
+        let config = llama_config(&text).unwrap();
+        assert_eq!(
+            (config.hidden_size, config.num_hidden_layers, config.num_attention_heads),
+            (4096, 32, 32)
+        );
+        assert_eq!((config.vocab_size, config.max_position_embeddings), (32064, 4096));
+        assert_eq!(config.num_key_value_heads(), 32);
+        assert!((config.rms_norm_eps - 1e-5).abs() < 1e-12);
+        let v5 = serde_json::json!({"rope_parameters": {"rope_theta": 500000.0}});
+        assert!((llama_config(&v5).unwrap().rope_theta - 500_000.0).abs() < 1e-3);
     }
 }

@@ -316,7 +316,9 @@ impl XClip {
         tokenizer: Option<&[u8]>,
         device: &Device,
     ) -> Result<XClip> {
-        let config: Config = serde_json::from_slice(config).map_err(bad_config)?;
+        let config: Config = super::clip_family_config(config)
+            .and_then(serde_json::from_value)
+            .map_err(bad_config)?;
         let (t, v) = (&config.text_config, &config.vision_config);
         for (name, act) in [
             ("text_config.hidden_act", &t.hidden_act),
