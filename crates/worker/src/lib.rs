@@ -50,6 +50,7 @@ pub mod audio;
 mod error;
 pub mod hub;
 pub mod manifest;
+mod nn;
 pub mod registry;
 pub mod skill;
 mod source;

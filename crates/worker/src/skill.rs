@@ -221,6 +221,40 @@ pub trait Skill: Send + Sync {
         -> Result<Loaded>;
 }
 
+/// The check every safetensors skill's `accepts` starts with: the model is of `family`
+/// (named `label` in the reason) and stored as safetensors; then, when `required` is given,
+/// the model has that file (the reason says what its absence means).
+pub(crate) fn accepts_safetensors(
+    manifest: &Manifest,
+    family: &str,
+    label: &str,
+    required: Option<(&str, &str)>,
+) -> std::result::Result<(), String> {
+    if manifest.info.family != family {
+        return Err(format!("a {} model is not {label}", manifest.info.family));
+    }
+    if manifest.info.format != Format::Safetensors {
+        return Err(format!(
+            "{label} as {} is not loadable (safetensors is)",
+            manifest.info.format.name()
+        ));
+    }
+    match required {
+        Some((file, why)) if !manifest.files.contains_key(file) => Err(format!("no {file}: {why}")),
+        _ => Ok(()),
+    }
+}
+
+/// What a Hugging Face checkpoint's skill reads: `config.json`, the weights, and those of
+/// `optional` the model has.
+pub(crate) fn hf_files(manifest: &Manifest, optional: &[&str]) -> Vec<String> {
+    let mut files = vec!["config.json".to_string(), manifest.info.weights.clone()];
+    files.extend(
+        optional.iter().filter(|f| manifest.files.contains_key(**f)).map(|f| f.to_string()),
+    );
+    files
+}
+
 /// Every skill this build has.
 pub fn skills() -> &'static [&'static dyn Skill] {
     &[

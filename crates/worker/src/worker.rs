@@ -541,22 +541,12 @@ impl Worker {
                     let Loaded::Generator(m) = loaded else {
                         return Err(Error::Task("not a generation model".into()));
                     };
-                    let mut on_text = |piece: &str| match &sink {
-                        // A receiver gone means the caller stopped listening: stop generating.
-                        Some(tx) => {
-                            tx.blocking_send(piece.to_string()).map_err(|_| Error::Cancelled)
-                        }
-                        None => Ok(()),
-                    };
+                    let mut on_text = |piece: &str| send_piece(&sink, piece);
                     m.generate(&prompt, &params, cancel, &mut on_text).map(|(text, _)| text)
                 },
             )
             .await?;
-        if result.cached {
-            if let Some(tx) = stream {
-                tx.send(result.output.text.clone()).await.map_err(|_| Error::Cancelled)?;
-            }
-        }
+        replay_cached(stream, &result).await?;
         Ok(result)
     }
 
@@ -801,9 +791,7 @@ impl Worker {
         image: ImageSource,
         texts: Vec<String>,
     ) -> Result<Inference<ImageTextSimilarity>> {
-        if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
-            return Err(Error::InvalidInput("give at least one text, none of them empty".into()));
-        }
+        crate::nn::require_texts(&texts)?;
         let (digest, image) = self.load_image(image).await?;
         let model = model.unwrap_or(&self.inner.config.clip_model).to_string();
         let request = json!({ "image_sha256": digest, "texts": texts });
@@ -854,21 +842,12 @@ impl Worker {
                     let Loaded::Llava(m) = loaded else {
                         return Err(Error::Task("not a visual question answering model".into()));
                     };
-                    let mut on_text = |piece: &str| match &sink {
-                        Some(tx) => {
-                            tx.blocking_send(piece.to_string()).map_err(|_| Error::Cancelled)
-                        }
-                        None => Ok(()),
-                    };
+                    let mut on_text = |piece: &str| send_piece(&sink, piece);
                     m.answer(&image, &question, &params, cancel, &mut on_text)
                 },
             )
             .await?;
-        if result.cached {
-            if let Some(tx) = stream {
-                tx.send(result.output.text.clone()).await.map_err(|_| Error::Cancelled)?;
-            }
-        }
+        replay_cached(stream, &result).await?;
         Ok(result)
     }
 
@@ -881,54 +860,38 @@ impl Worker {
         video: VideoSource,
         texts: Vec<String>,
     ) -> Result<Inference<VideoTextSimilarity>> {
-        if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
-            return Err(Error::InvalidInput("give at least one text, none of them empty".into()));
-        }
+        crate::nn::require_texts(&texts)?;
         let max_bytes = self.inner.config.max_image_bytes.unwrap_or(u64::MAX);
-        let limits = crate::vision::DecodeLimits::default();
         let deadline = self.inner.config.video_decode_timeout;
         let model = model.unwrap_or(&self.inner.config.xclip_model).to_string();
-        // A video file is decoded at the model's frame count (`vision_config.num_frames`).
-        let wanted = match &video {
-            VideoSource::File(_) => {
-                let resolved = self.inner.registry.resolve(&model).await?;
-                let config = self.inner.registry.read_file(&resolved, "config.json").await?;
-                serde_json::from_slice::<serde_json::Value>(&config)
-                    .ok()
-                    .and_then(|c| c.pointer("/vision_config/num_frames").and_then(|n| n.as_u64()))
-                    .unwrap_or(8) as usize
-            }
-            VideoSource::Frames(_) => 0,
-        };
-        let (digest, frames) =
-            tokio::task::spawn_blocking(move || -> Result<(String, Vec<::image::RgbImage>)> {
-                let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-                let frames = match video {
+        // The digest keys the cache; decoding waits for the model (it knows its frame count)
+        // and is skipped on a cache hit.
+        let (digest, video) =
+            tokio::task::spawn_blocking(move || -> Result<(String, VideoSource)> {
+                let sha256 = |bytes: &[u8]| {
+                    crate::source::sha256_hex(&mut &bytes[..])
+                        .map_err(|e| Error::Task(e.to_string()))
+                };
+                let digest = match &video {
+                    VideoSource::Frames(files) if files.is_empty() => {
+                        return Err(Error::InvalidInput("no frames given".into()))
+                    }
                     VideoSource::Frames(files) => {
-                        if files.is_empty() {
-                            return Err(Error::InvalidInput("no frames given".into()));
-                        }
-                        let mut frames = Vec::with_capacity(files.len());
-                        for bytes in &files {
+                        // The digest of the frames' digests, in order.
+                        let mut digests = String::new();
+                        for bytes in files {
                             if bytes.len() as u64 > max_bytes {
                                 return Err(Error::InvalidInput(format!(
                                     "a frame is over [worker] max_image_bytes ({max_bytes})"
                                 )));
                             }
-                            sha2::Digest::update(&mut hasher, (bytes.len() as u64).to_le_bytes());
-                            sha2::Digest::update(&mut hasher, bytes);
-                            frames.push(crate::vision::image::decode(bytes, limits)?);
+                            digests.push_str(&sha256(bytes)?);
                         }
-                        frames
+                        sha256(digests.as_bytes())?
                     }
-                    VideoSource::File(bytes) => {
-                        sha2::Digest::update(&mut hasher, &bytes);
-                        crate::vision::xclip::decode_video(&bytes, wanted, limits, deadline)?
-                    }
+                    VideoSource::File(bytes) => sha256(bytes)?,
                 };
-                let digest =
-                    sha2::Digest::finalize(hasher).iter().map(|b| format!("{b:02x}")).collect();
-                Ok((digest, frames))
+                Ok((digest, video))
             })
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
@@ -943,6 +906,20 @@ impl Worker {
                 let Loaded::XClip(m) = loaded else {
                     return Err(Error::Task("not a video-text model".into()));
                 };
+                let limits = crate::vision::DecodeLimits::default();
+                let frames = match video {
+                    VideoSource::Frames(files) => files
+                        .iter()
+                        .map(|bytes| crate::vision::image::decode(bytes, limits))
+                        .collect::<Result<Vec<_>>>()?,
+                    VideoSource::File(bytes) => crate::vision::xclip::decode_video(
+                        &bytes,
+                        m.num_frames(),
+                        limits,
+                        deadline,
+                    )?,
+                };
+                cancel.check()?;
                 Ok(VideoTextSimilarity {
                     frames: frames.len(),
                     texts: m.similarity(&frames, &texts, cancel)?,
@@ -1295,6 +1272,28 @@ pub struct AudioEmbedding {
     pub vector: Vec<f32>,
     /// Its dimension.
     pub dim: usize,
+}
+
+/// Streams a generated piece to the caller from the skill's thread. A receiver gone means the
+/// caller stopped listening: generation stops.
+fn send_piece(sink: &Option<tokio::sync::mpsc::Sender<String>>, piece: &str) -> Result<()> {
+    match sink {
+        Some(tx) => tx.blocking_send(piece.to_string()).map_err(|_| Error::Cancelled),
+        None => Ok(()),
+    }
+}
+
+/// A cached answer was never streamed: it goes to the stream whole.
+async fn replay_cached(
+    stream: Option<tokio::sync::mpsc::Sender<String>>,
+    result: &Inference<GeneratedText>,
+) -> Result<()> {
+    match stream {
+        Some(tx) if result.cached => {
+            tx.send(result.output.text.clone()).await.map_err(|_| Error::Cancelled)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// An image for the vision skills.

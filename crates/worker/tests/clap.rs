@@ -5,36 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use ipfs_accelerate_common::store::{Store, StoreOptions};
 use ipfs_accelerate_worker::speech::clap::{Clap, Features};
 use ipfs_accelerate_worker::{Cancel, ImportOptions, Worker, WorkerConfig};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn expected() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("clap.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn texts() -> Vec<String> {
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("clap.json")).unwrap()).unwrap();
-    json["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+use common::{fixtures, flat, float_wav, max_diff, runtime, tensors, texts};
 
 fn load() -> Clap {
     let dir = fixtures().join("clap");
@@ -58,7 +38,7 @@ fn fixture_features(want: &HashMap<String, Tensor>, name: &str, is_longer: bool)
 #[test]
 fn clap_features_match_the_hf_extractor() {
     let model = load();
-    let want = expected();
+    let want = tensors("clap");
     for (raw, features) in [("raw_short", "features_short"), ("raw_long", "features_long")] {
         let got = model.extractor().features(&flat(&want[raw])).unwrap();
         let expected = fixture_features(&want, features, true);
@@ -73,8 +53,8 @@ fn clap_features_match_the_hf_extractor() {
 #[test]
 fn clap_embeddings_and_logits_match_transformers() {
     let model = load();
-    let want = expected();
-    let (ids, mask) = model.tokenize(&texts()).unwrap();
+    let want = tensors("clap");
+    let (ids, mask) = model.tokenize(&texts("clap")).unwrap();
     let want_ids: Vec<i64> = want["input_ids"].flatten_all().unwrap().to_vec1().unwrap();
     let got_ids: Vec<u32> = ids.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(got_ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(), want_ids);
@@ -82,7 +62,7 @@ fn clap_embeddings_and_logits_match_transformers() {
     let got_mask: Vec<u32> = mask.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(got_mask.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(), want_mask);
 
-    let text = model.text_embeddings(&texts()).unwrap();
+    let text = model.text_embeddings(&texts("clap")).unwrap();
     let diff = max_diff(&flat(&text), &flat(&want["text_embeds"]));
     assert!(diff < 1e-4, "text embeddings differ by {diff}");
 
@@ -117,84 +97,60 @@ fn clap_embeddings_and_logits_match_transformers() {
     assert!(diff < 1e-4, "the lone clip's embedding differs by {diff}");
 }
 
-fn float_wav(samples: &[f32], rate: u32) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut wav = std::io::Cursor::new(Vec::new());
-    let mut writer = hound::WavWriter::new(&mut wav, spec).unwrap();
-    for &s in samples {
-        writer.write_sample(s).unwrap();
-    }
-    writer.finalize().unwrap();
-    wav.into_inner()
-}
-
 #[test]
 fn a_clap_directory_classifies_and_embeds_through_the_worker() {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path(), StoreOptions::default()).await.unwrap();
-            let worker = Worker::new(store, WorkerConfig::default());
-            let options = ImportOptions { name: Some("clap".into()), ..ImportOptions::default() };
-            let model = worker.registry().import(&fixtures().join("clap"), options).await.unwrap();
-            assert_eq!(model.manifest.info.family, "clap");
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).await.unwrap();
+        let worker = Worker::new(store, WorkerConfig::default());
+        let options = ImportOptions { name: Some("clap".into()), ..ImportOptions::default() };
+        let model = worker.registry().import(&fixtures().join("clap"), options).await.unwrap();
+        assert_eq!(model.manifest.info.family, "clap");
 
-            let want = expected();
-            let wav = float_wav(&flat(&want["raw_short"]), 48_000);
-            let labels: Vec<String> =
-                ["a dog barking", "rain on a window", "a bell"].map(String::from).to_vec();
+        let want = tensors("clap");
+        let wav = float_wav(&flat(&want["raw_short"]), 48_000);
+        let labels: Vec<String> =
+            ["a dog barking", "rain on a window", "a bell"].map(String::from).to_vec();
 
-            // The default classification model is the one named "clap".
-            let scored =
-                worker.classify_audio(None, wav.clone(), labels.clone(), None).await.unwrap();
-            assert_eq!(scored.skill, "clap-classify");
-            let result = &scored.output;
-            assert_eq!(result.labels.len(), 3);
-            let total: f32 = result.labels.iter().map(|l| l.score).sum();
-            assert!((total - 1.0).abs() < 1e-5, "probabilities sum to {total}");
-            assert!(result.labels.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+        // The default classification model is the one named "clap".
+        let scored = worker.classify_audio(None, wav.clone(), labels.clone(), None).await.unwrap();
+        assert_eq!(scored.skill, "clap-classify");
+        let result = &scored.output;
+        assert_eq!(result.labels.len(), 3);
+        let total: f32 = result.labels.iter().map(|l| l.score).sum();
+        assert!((total - 1.0).abs() < 1e-5, "probabilities sum to {total}");
+        assert!(result.labels.windows(2).all(|w| w[0].score >= w[1].score), "best first");
 
-            // The same scores as the model computes directly from the prompts.
-            let direct = load();
-            let prompts: Vec<String> =
-                labels.iter().map(|l| format!("This is a sound of {l}.")).collect();
-            let text = direct.text_embeddings(&prompts).unwrap();
-            let audio = want["audio_embeds_alone"].to_dtype(DType::F32).unwrap();
-            let logits = direct.logits(&audio, &text).unwrap().per_audio.concat();
-            let best = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
-            assert_eq!(result.labels[0].label, labels[best]);
+        // The same scores as the model computes directly from the prompts.
+        let direct = load();
+        let prompts: Vec<String> =
+            labels.iter().map(|l| format!("This is a sound of {l}.")).collect();
+        let text = direct.text_embeddings(&prompts).unwrap();
+        let audio = want["audio_embeds_alone"].to_dtype(DType::F32).unwrap();
+        let logits = direct.logits(&audio, &text).unwrap().per_audio.concat();
+        let best = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        assert_eq!(result.labels[0].label, labels[best]);
 
-            let top =
-                worker.classify_audio(Some("clap"), wav.clone(), labels, Some(1)).await.unwrap();
-            assert_eq!(top.output.labels.len(), 1);
-            assert!(top.cached || top.output.labels[0] == result.labels[0]);
+        let top = worker.classify_audio(Some("clap"), wav.clone(), labels, Some(1)).await.unwrap();
+        assert_eq!(top.output.labels.len(), 1);
+        assert!(top.cached || top.output.labels[0] == result.labels[0]);
 
-            let embedded = worker.embed_audio("clap", wav.clone()).await.unwrap();
-            assert_eq!(embedded.skill, "clap-embed");
-            let diff = max_diff(&embedded.output.vector, &flat(&want["audio_embeds_alone"]));
-            assert!(diff < 1e-4, "embedding through the worker differs by {diff}");
+        let embedded = worker.embed_audio("clap", wav.clone()).await.unwrap();
+        assert_eq!(embedded.skill, "clap-embed");
+        let diff = max_diff(&embedded.output.vector, &flat(&want["audio_embeds_alone"]));
+        assert!(diff < 1e-4, "embedding through the worker differs by {diff}");
 
-            // No labels, top-k 0, and not audio: clear errors.
-            let none = worker.classify_audio(None, wav.clone(), vec![], None).await.unwrap_err();
-            assert!(none.to_string().contains("no labels"), "{none}");
-            let zero =
-                worker.classify_audio(None, wav, vec!["a".into()], Some(0)).await.unwrap_err();
-            assert!(zero.to_string().contains("top_k"), "{zero}");
-            let junk = worker
-                .classify_audio(None, b"not audio".to_vec(), vec!["a".into()], None)
-                .await
-                .unwrap_err();
-            assert!(junk.to_string().contains("audio"), "{junk}");
-        });
+        // No labels, top-k 0, and not audio: clear errors.
+        let none = worker.classify_audio(None, wav.clone(), vec![], None).await.unwrap_err();
+        assert!(none.to_string().contains("no labels"), "{none}");
+        let zero = worker.classify_audio(None, wav, vec!["a".into()], Some(0)).await.unwrap_err();
+        assert!(zero.to_string().contains("top_k"), "{zero}");
+        let junk = worker
+            .classify_audio(None, b"not audio".to_vec(), vec!["a".into()], None)
+            .await
+            .unwrap_err();
+        assert!(junk.to_string().contains("audio"), "{junk}");
+    });
 }
 
 #[test]

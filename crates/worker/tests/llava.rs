@@ -5,39 +5,25 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod common;
 
-use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
 use ipfs_accelerate_common::store::{Store, StoreOptions};
 use ipfs_accelerate_worker::text::GenerateParams;
 use ipfs_accelerate_worker::vision::image::decode;
 use ipfs_accelerate_worker::vision::{DecodeLimits, Llava};
 use ipfs_accelerate_worker::{Cancel, ImageSource, ImportOptions, Worker, WorkerConfig};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+use common::{fixtures, flat, json, max_diff, model_file, runtime, tensors};
+
+fn expected() -> (HashMap<String, Tensor>, serde_json::Value) {
+    (tensors("llava"), json("llava"))
 }
 
 fn read(file: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join("llava").join(file)).unwrap()
-}
-
-fn expected() -> (HashMap<String, Tensor>, serde_json::Value) {
-    let tensors =
-        candle_core::safetensors::load(fixtures().join("llava.safetensors"), &Device::Cpu).unwrap();
-    let json =
-        serde_json::from_slice(&std::fs::read(fixtures().join("llava.json")).unwrap()).unwrap();
-    (tensors, json)
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    model_file("llava", file)
 }
 
 fn load(weights: Vec<u8>) -> Llava {
@@ -124,38 +110,33 @@ fn llava_matches_transformers_under_both_weight_layouts() {
 
 #[test]
 fn llava_answers_through_the_worker() {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path(), StoreOptions::default()).await.unwrap();
-            let worker = Worker::new(store, WorkerConfig::default());
-            let options = ImportOptions { name: Some("llava".into()), ..ImportOptions::default() };
-            let model = worker.registry().import(&fixtures().join("llava"), options).await.unwrap();
-            assert_eq!(model.manifest.info.family, "llava");
-            let png = std::fs::read(fixtures().join("image-landscape.png")).unwrap();
-            let (_, json) = expected();
-            let greedy =
-                GenerateParams { temperature: 0.0, max_tokens: 8, ..GenerateParams::default() };
-            let answer = worker
-                .ask_image(
-                    None,
-                    ImageSource::Bytes(png.clone()),
-                    "describe the image".into(),
-                    greedy.clone(),
-                    None,
-                )
-                .await
-                .unwrap();
-            assert_eq!(answer.skill, "llava");
-            assert_eq!(answer.output.text, json["generated_text"].as_str().unwrap());
-            let err = worker
-                .ask_image(None, ImageSource::Bytes(png), "  ".into(), greedy, None)
-                .await
-                .unwrap_err();
-            assert!(err.to_string().contains("empty"), "{err}");
-        });
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).await.unwrap();
+        let worker = Worker::new(store, WorkerConfig::default());
+        let options = ImportOptions { name: Some("llava".into()), ..ImportOptions::default() };
+        let model = worker.registry().import(&fixtures().join("llava"), options).await.unwrap();
+        assert_eq!(model.manifest.info.family, "llava");
+        let png = std::fs::read(fixtures().join("image-landscape.png")).unwrap();
+        let (_, json) = expected();
+        let greedy =
+            GenerateParams { temperature: 0.0, max_tokens: 8, ..GenerateParams::default() };
+        let answer = worker
+            .ask_image(
+                None,
+                ImageSource::Bytes(png.clone()),
+                "describe the image".into(),
+                greedy.clone(),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.skill, "llava");
+        assert_eq!(answer.output.text, json["generated_text"].as_str().unwrap());
+        let err = worker
+            .ask_image(None, ImageSource::Bytes(png), "  ".into(), greedy, None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
+    });
 }

@@ -5,32 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod common;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
 use ipfs_accelerate_common::store::{Store, StoreOptions};
 use ipfs_accelerate_worker::vision::image::{decode, fetch, FetchPolicy};
 use ipfs_accelerate_worker::vision::{Clip, DecodeLimits, Vit};
 use ipfs_accelerate_worker::{ImageSource, ImportOptions, Worker, WorkerConfig};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn expected(name: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join(format!("{name}.safetensors")), &Device::Cpu)
-        .unwrap()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+use common::{fixtures, flat, max_diff, model_file, runtime, tensors, texts};
 
 fn png(name: &str) -> Vec<u8> {
     std::fs::read(fixtures().join(format!("image-{name}.png"))).unwrap()
@@ -40,37 +23,27 @@ fn images() -> Vec<image::RgbImage> {
     ["landscape", "portrait"].map(|n| decode(&png(n), DecodeLimits::default()).unwrap()).to_vec()
 }
 
-fn read(dir: &str, file: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(dir).join(file)).unwrap()
-}
-
 fn load_clip() -> Clip {
     Clip::load(
-        &read("clip", "config.json"),
-        read("clip", "model.safetensors"),
-        Some(&read("clip", "preprocessor_config.json")),
-        Some(&read("clip", "tokenizer.json")),
+        &model_file("clip", "config.json"),
+        model_file("clip", "model.safetensors"),
+        Some(&model_file("clip", "preprocessor_config.json")),
+        Some(&model_file("clip", "tokenizer.json")),
         &Device::Cpu,
     )
     .unwrap()
 }
 
-fn clip_texts() -> Vec<String> {
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("clip.json")).unwrap()).unwrap();
-    json["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
-}
-
 #[test]
 fn clip_matches_the_hf_processor_and_model() {
     let model = load_clip();
-    let want = expected("clip");
+    let want = tensors("clip");
     // Downscaled (antialiased) landscape, upscaled portrait: PIL bicubic, crop, normalise.
     let pixels = model.pixel_values(&images()).unwrap();
     let diff = max_diff(&flat(&pixels), &flat(&want["pixel_values"]));
     assert!(diff < 1e-6, "pixel_values differ by {diff}");
 
-    let ids = model.tokenize(&clip_texts()).unwrap();
+    let ids = model.tokenize(&texts("clip")).unwrap();
     let want_ids: Vec<i64> = want["input_ids"].flatten_all().unwrap().to_vec1().unwrap();
     let got: Vec<i64> = flat(&ids).iter().map(|&v| v as i64).collect();
     assert_eq!(got, want_ids);
@@ -78,7 +51,7 @@ fn clip_matches_the_hf_processor_and_model() {
     let image = model.image_embeddings(&pixels).unwrap();
     let diff = max_diff(&flat(&image), &flat(&want["image_embeds"]));
     assert!(diff < 1e-4, "image embeddings differ by {diff}");
-    let text = model.text_embeddings(&clip_texts()).unwrap();
+    let text = model.text_embeddings(&texts("clip")).unwrap();
     let diff = max_diff(&flat(&text), &flat(&want["text_embeds"]));
     assert!(diff < 1e-4, "text embeddings differ by {diff}");
     let logits = model.logits_per_image(&image, &text).unwrap().concat();
@@ -89,13 +62,13 @@ fn clip_matches_the_hf_processor_and_model() {
 #[test]
 fn vit_matches_the_hf_processor_and_model() {
     let model = Vit::load(
-        &read("vit", "config.json"),
-        read("vit", "model.safetensors"),
-        Some(&read("vit", "preprocessor_config.json")),
+        &model_file("vit", "config.json"),
+        model_file("vit", "model.safetensors"),
+        Some(&model_file("vit", "preprocessor_config.json")),
         &Device::Cpu,
     )
     .unwrap();
-    let want = expected("vit");
+    let want = tensors("vit");
     let pixels = model.pixel_values(&images()).unwrap();
     let diff = max_diff(&flat(&pixels), &flat(&want["pixel_values"]));
     assert!(diff < 1e-6, "pixel_values differ by {diff}");
@@ -107,11 +80,11 @@ fn vit_matches_the_hf_processor_and_model() {
 #[test]
 fn an_unsupported_clip_activation_is_a_clear_error() {
     let mut config: serde_json::Value =
-        serde_json::from_slice(&read("clip", "config.json")).unwrap();
+        serde_json::from_slice(&model_file("clip", "config.json")).unwrap();
     config["vision_config"]["hidden_act"] = "gelu".into();
     let err = Clip::load(
         &serde_json::to_vec(&config).unwrap(),
-        read("clip", "model.safetensors"),
+        model_file("clip", "model.safetensors"),
         None,
         None,
         &Device::Cpu,
@@ -119,10 +92,6 @@ fn an_unsupported_clip_activation_is_a_clear_error() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("hidden_act") && err.contains("quick_gelu"), "{err}");
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 async fn worker_with_models(config: WorkerConfig) -> (tempfile::TempDir, Worker) {
@@ -146,22 +115,22 @@ fn vision_skills_run_through_the_worker() {
         let labels = worker.classify_image(None, image.clone(), 2).await.unwrap();
         assert_eq!(labels.skill, "vit-classify");
         assert_eq!(labels.output.labels.len(), 2);
-        let want = flat(&expected("vit")["logits"])[..5].to_vec();
+        let want = flat(&tensors("vit")["logits"])[..5].to_vec();
         let best = want.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
         assert_eq!(labels.output.labels[0].id, best);
         assert!(labels.output.labels[0].score >= labels.output.labels[1].score);
 
         let embedded = worker.embed_image(None, image.clone()).await.unwrap();
         assert_eq!(embedded.skill, "clip-embed");
-        let want = flat(&expected("clip")["image_embeds"])[..16].to_vec();
+        let want = flat(&tensors("clip")["image_embeds"])[..16].to_vec();
         assert!(max_diff(&embedded.output.vector, &want) < 1e-4);
 
-        let texts = clip_texts();
+        let texts = texts("clip");
         let scored =
             worker.image_text_similarity(None, image.clone(), texts.clone()).await.unwrap();
         assert_eq!(scored.skill, "clip-similarity");
         let logits: Vec<f32> = scored.output.texts.iter().map(|t| t.logit).collect();
-        let want = flat(&expected("clip")["logits_per_image"])[..3].to_vec();
+        let want = flat(&tensors("clip")["logits_per_image"])[..3].to_vec();
         assert!(max_diff(&logits, &want) < 1e-4, "{logits:?} vs {want:?}");
         let total: f32 = scored.output.texts.iter().map(|t| t.probability).sum();
         assert!((total - 1.0).abs() < 1e-5);
@@ -281,7 +250,7 @@ fn the_fetcher_checks_type_size_redirects_and_time() {
 fn older_clip_configs_with_sub_config_dicts_load() {
     // Checkpoints saved before transformers 4.2x keep the sub-configs as `*_config_dict`.
     let mut config: serde_json::Value =
-        serde_json::from_slice(&read("clip", "config.json")).unwrap();
+        serde_json::from_slice(&model_file("clip", "config.json")).unwrap();
     let object = config.as_object_mut().unwrap();
     let text = object.remove("text_config").unwrap();
     let vision = object.remove("vision_config").unwrap();
@@ -290,14 +259,14 @@ fn older_clip_configs_with_sub_config_dicts_load() {
     object.insert("text_config".into(), serde_json::Value::Null);
     let model = Clip::load(
         &serde_json::to_vec(&config).unwrap(),
-        read("clip", "model.safetensors"),
-        Some(&read("clip", "preprocessor_config.json")),
-        Some(&read("clip", "tokenizer.json")),
+        model_file("clip", "model.safetensors"),
+        Some(&model_file("clip", "preprocessor_config.json")),
+        Some(&model_file("clip", "tokenizer.json")),
         &Device::Cpu,
     )
     .unwrap();
     let pixels = model.pixel_values(&images()).unwrap();
     let image = model.image_embeddings(&pixels).unwrap();
-    let diff = max_diff(&flat(&image), &flat(&expected("clip")["image_embeds"]));
+    let diff = max_diff(&flat(&image), &flat(&tensors("clip")["image_embeds"]));
     assert!(diff < 1e-4, "image embeddings differ by {diff}");
 }

@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::path::PathBuf;
+mod common;
 
 use ipfs_accelerate_common::store::{Store, StoreOptions};
 use ipfs_accelerate_worker::speech::{TranscribeOptions, Wav2Vec2};
 use ipfs_accelerate_worker::{Cancel, ImportOptions, Worker, WorkerConfig};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
+use common::{fixtures, float_wav, max_diff, runtime};
 
 fn expected(name: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(fixtures().join(format!("{name}.json"))).unwrap())
@@ -21,11 +19,6 @@ fn expected(name: &str) -> serde_json::Value {
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 fn check(name: &str) {
@@ -74,49 +67,30 @@ fn wav2vec2_stable_layer_norm_layout_matches_transformers() {
 
 #[test]
 fn a_wav2vec2_directory_imports_and_runs_through_the_worker() {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path(), StoreOptions::default()).await.unwrap();
-            let worker = Worker::new(store, WorkerConfig::default());
-            let options = ImportOptions { name: Some("w2v".into()), ..ImportOptions::default() };
-            let model =
-                worker.registry().import(&fixtures().join("wav2vec2"), options).await.unwrap();
-            assert_eq!(model.manifest.info.family, "wav2vec2");
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).await.unwrap();
+        let worker = Worker::new(store, WorkerConfig::default());
+        let options = ImportOptions { name: Some("w2v".into()), ..ImportOptions::default() };
+        let model = worker.registry().import(&fixtures().join("wav2vec2"), options).await.unwrap();
+        assert_eq!(model.manifest.info.family, "wav2vec2");
 
-            // The fixture's audio as a float WAV (no quantisation on the way).
-            let want = expected("wav2vec2");
-            let spec = hound::WavSpec {
-                channels: 1,
-                sample_rate: 16_000,
-                bits_per_sample: 32,
-                sample_format: hound::SampleFormat::Float,
-            };
-            let mut wav = std::io::Cursor::new(Vec::new());
-            let mut writer = hound::WavWriter::new(&mut wav, spec).unwrap();
-            for s in floats(&want["audio"]) {
-                writer.write_sample(s).unwrap();
-            }
-            writer.finalize().unwrap();
-            let wav = wav.into_inner();
+        // The fixture's audio as a float WAV (no quantisation on the way).
+        let want = expected("wav2vec2");
+        let wav = float_wav(&floats(&want["audio"]), 16_000);
 
-            let heard = worker
-                .transcribe(Some("w2v"), wav.clone(), TranscribeOptions::default())
-                .await
-                .unwrap();
-            assert_eq!(heard.skill, "wav2vec2-ctc");
-            assert_eq!(heard.output.text, want["text"].as_str().unwrap());
-            let embedded = worker.embed_audio("w2v", wav.clone()).await.unwrap();
-            assert!(max_diff(&embedded.output.vector, &floats(&want["embedding"])) < 1e-4);
-            // Options wav2vec2 cannot honour are refused, not ignored.
-            let translate =
-                TranscribeOptions { language: Some("de".into()), ..TranscribeOptions::default() };
-            let refused =
-                worker.transcribe(Some("w2v"), wav, translate).await.unwrap_err().to_string();
-            assert!(refused.contains("do not apply"), "{refused}");
-        });
+        let heard = worker
+            .transcribe(Some("w2v"), wav.clone(), TranscribeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(heard.skill, "wav2vec2-ctc");
+        assert_eq!(heard.output.text, want["text"].as_str().unwrap());
+        let embedded = worker.embed_audio("w2v", wav.clone()).await.unwrap();
+        assert!(max_diff(&embedded.output.vector, &floats(&want["embedding"])) < 1e-4);
+        // Options wav2vec2 cannot honour are refused, not ignored.
+        let translate =
+            TranscribeOptions { language: Some("de".into()), ..TranscribeOptions::default() };
+        let refused = worker.transcribe(Some("w2v"), wav, translate).await.unwrap_err().to_string();
+        assert!(refused.contains("do not apply"), "{refused}");
+    });
 }

@@ -4,41 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod common;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
 use ipfs_accelerate_common::store::{Store, StoreOptions};
 use ipfs_accelerate_worker::vision::xclip::{decode_video, sample_frames};
 use ipfs_accelerate_worker::vision::{DecodeLimits, XClip};
 use ipfs_accelerate_worker::{ImportOptions, VideoSource, Worker, WorkerConfig};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn expected() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixtures().join("xclip.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn texts() -> Vec<String> {
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("xclip.json")).unwrap()).unwrap();
-    json["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
-fn read(file: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join("xclip").join(file)).unwrap()
-}
+use common::{fixtures, flat, max_diff, model_file, runtime, tensors, texts};
 
 fn gif() -> Vec<u8> {
     std::fs::read(fixtures().join("video.gif")).unwrap()
@@ -47,14 +21,14 @@ fn gif() -> Vec<u8> {
 #[test]
 fn xclip_matches_transformers() {
     let model = XClip::load(
-        &read("config.json"),
-        read("model.safetensors"),
-        Some(&read("preprocessor_config.json")),
-        Some(&read("tokenizer.json")),
+        &model_file("xclip", "config.json"),
+        model_file("xclip", "model.safetensors"),
+        Some(&model_file("xclip", "preprocessor_config.json")),
+        Some(&model_file("xclip", "tokenizer.json")),
         &Device::Cpu,
     )
     .unwrap();
-    let want = expected();
+    let want = tensors("xclip");
     let frames =
         decode_video(&gif(), 4, DecodeLimits::default(), std::time::Duration::from_secs(5))
             .unwrap();
@@ -63,7 +37,7 @@ fn xclip_matches_transformers() {
     let diff = max_diff(&flat(&pixels), &flat(&want["pixel_values"]));
     assert!(diff < 1e-6, "pixel_values differ by {diff}");
 
-    let ids = model.tokenize(&texts()).unwrap();
+    let ids = model.tokenize(&texts("xclip")).unwrap();
     let want_ids: Vec<f32> = flat(&want["input_ids"]);
     assert_eq!(flat(&ids), want_ids);
     let logits = model.logits(&pixels, &ids).unwrap();
@@ -81,66 +55,58 @@ fn frames_are_sampled_at_segment_centres() {
 
 #[test]
 fn videos_run_through_the_worker_and_bad_input_is_refused() {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path(), StoreOptions::default()).await.unwrap();
-            let worker = Worker::new(store, WorkerConfig::default());
-            let options = ImportOptions { name: Some("xclip".into()), ..ImportOptions::default() };
-            let model = worker.registry().import(&fixtures().join("xclip"), options).await.unwrap();
-            assert_eq!(model.manifest.info.family, "xclip");
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).await.unwrap();
+        let worker = Worker::new(store, WorkerConfig::default());
+        let options = ImportOptions { name: Some("xclip".into()), ..ImportOptions::default() };
+        let model = worker.registry().import(&fixtures().join("xclip"), options).await.unwrap();
+        assert_eq!(model.manifest.info.family, "xclip");
 
-            let scored = worker
-                .video_text_similarity(None, VideoSource::File(gif()), texts())
-                .await
+        let scored = worker
+            .video_text_similarity(None, VideoSource::File(gif()), texts("xclip"))
+            .await
+            .unwrap();
+        assert_eq!(scored.skill, "xclip");
+        assert_eq!(scored.output.frames, 4);
+        let logits: Vec<f32> = scored.output.texts.iter().map(|t| t.logit).collect();
+        assert!(max_diff(&logits, &flat(&tensors("xclip")["logits_per_video"])) < 1e-4);
+
+        // The same frames given as PNG files score the same as the GIF (PNG is lossless).
+        let frames =
+            decode_video(&gif(), 4, DecodeLimits::default(), std::time::Duration::from_secs(5))
                 .unwrap();
-            assert_eq!(scored.skill, "xclip");
-            assert_eq!(scored.output.frames, 4);
-            let logits: Vec<f32> = scored.output.texts.iter().map(|t| t.logit).collect();
-            assert!(max_diff(&logits, &flat(&expected()["logits_per_video"])) < 1e-4);
+        let files: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|f| {
+                let mut png = Vec::new();
+                f.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+                png
+            })
+            .collect();
+        let by_frames = worker
+            .video_text_similarity(None, VideoSource::Frames(files), texts("xclip"))
+            .await
+            .unwrap();
+        let again: Vec<f32> = by_frames.output.texts.iter().map(|t| t.logit).collect();
+        assert!(max_diff(&again, &logits) < 1e-6);
 
-            // The same frames given as PNG files score the same as the GIF (PNG is lossless).
-            let frames =
-                decode_video(&gif(), 4, DecodeLimits::default(), std::time::Duration::from_secs(5))
-                    .unwrap();
-            let files: Vec<Vec<u8>> = frames
-                .iter()
-                .map(|f| {
-                    let mut png = Vec::new();
-                    f.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-                        .unwrap();
-                    png
-                })
-                .collect();
-            let by_frames = worker
-                .video_text_similarity(None, VideoSource::Frames(files), texts())
-                .await
-                .unwrap();
-            let again: Vec<f32> = by_frames.output.texts.iter().map(|t| t.logit).collect();
-            assert!(max_diff(&again, &logits) < 1e-6);
-
-            // Not a video: without ffmpeg on PATH the error names the missing tool.
-            let err = worker
-                .video_text_similarity(None, VideoSource::File(b"not a video".to_vec()), texts())
-                .await
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("ffmpeg") || err.contains("video"), "{err}");
-            let err = worker
-                .video_text_similarity(None, VideoSource::Frames(vec![]), texts())
-                .await
-                .unwrap_err();
-            assert!(err.to_string().contains("no frames"), "{err}");
-            let err = worker
-                .video_text_similarity(None, VideoSource::File(gif()), vec![])
-                .await
-                .unwrap_err();
-            assert!(err.to_string().contains("text"), "{err}");
-        });
+        // Not a video: without ffmpeg on PATH the error names the missing tool.
+        let err = worker
+            .video_text_similarity(None, VideoSource::File(b"not a video".to_vec()), texts("xclip"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ffmpeg") || err.contains("video"), "{err}");
+        let err = worker
+            .video_text_similarity(None, VideoSource::Frames(vec![]), texts("xclip"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no frames"), "{err}");
+        let err =
+            worker.video_text_similarity(None, VideoSource::File(gif()), vec![]).await.unwrap_err();
+        assert!(err.to_string().contains("text"), "{err}");
+    });
 }
 
 /// A real video file through ffmpeg, when ffmpeg is installed (Debian's `ffmpeg`; CI does not

@@ -6,6 +6,8 @@
 
 use realfft::RealFftPlanner;
 
+use crate::error::{Error, Result};
+
 /// How hertz map to mels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MelScale {
@@ -102,7 +104,7 @@ impl Stft {
     /// The log-mel spectrogram of `samples` in dB (`10·log10(max(power·filters, 1e-10))`),
     /// row-major `frames × bank.mels`. Reflect padding needs more samples than half a window:
     /// shorter input is zero-padded first (HF would fail on it).
-    pub fn log_mel(&self, samples: &[f32], bank: &MelBank) -> Vec<f32> {
+    pub fn log_mel(&self, samples: &[f32], bank: &MelBank) -> Result<Vec<f32>> {
         let half = self.n_fft / 2;
         let mut input: Vec<f64> = samples.iter().map(|&s| f64::from(s)).collect();
         if input.len() <= half {
@@ -131,11 +133,8 @@ impl Stft {
             for (i, value) in frame.iter_mut().enumerate() {
                 *value = padded.get(start + i).copied().unwrap_or(0.0) * window[i];
             }
-            // Lengths are the planner's own, so this cannot fail.
-            if fft.process(&mut frame, &mut spectrum).is_err() {
-                out.resize(out.len() + bank.mels, -100.0);
-                continue;
-            }
+            fft.process(&mut frame, &mut spectrum)
+                .map_err(|e| Error::Inference(format!("the FFT failed: {e}")))?;
             for (p, c) in power.iter_mut().zip(&spectrum) {
                 *p = c.norm_sqr();
             }
@@ -146,7 +145,7 @@ impl Stft {
                 out.push((10.0 * energy.max(1e-10).log10()) as f32);
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -198,7 +197,7 @@ mod tests {
             slaney_norm: false,
         };
         let stft = Stft { n_fft: 400, hop: 160 };
-        let mel = stft.log_mel(&samples, &bank);
+        let mel = stft.log_mel(&samples, &bank).unwrap();
         assert_eq!(mel.len(), stft.frames(samples.len()) * 40);
         let frame = &mel[50 * 40..51 * 40];
         let loudest = frame.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);

@@ -15,16 +15,16 @@
 
 use std::collections::HashSet;
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::xlm_roberta::{Config as RobertaConfig, XLMRobertaModel};
 use serde::Deserialize;
-use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::audio::mel::{shrink_rows, MelBank, MelScale, Stft};
 use crate::audio::Audio;
 use crate::error::{Error, Result};
 use crate::manifest::{Format, Manifest};
+use crate::nn::{l2_normalize, no_tokenizer, only_row, softmax, Pad, TextTokenizer};
 use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
 
 /// HF's zero-shot audio classification prompt (`hypothesis_template`).
@@ -271,7 +271,7 @@ impl FeatureConfig {
         self.truncation == "fusion"
     }
 
-    fn log_mel(&self, samples: &[f32]) -> Vec<f32> {
+    fn log_mel(&self, samples: &[f32]) -> Result<Vec<f32>> {
         let fusion = self.fusion();
         let bank = MelBank {
             frequency_bins: self.fft_window_size / 2 + 1,
@@ -284,12 +284,12 @@ impl FeatureConfig {
             slaney_norm: !fusion,
         };
         let mut mel =
-            Stft { n_fft: self.fft_window_size, hop: self.hop_length }.log_mel(samples, &bank);
+            Stft { n_fft: self.fft_window_size, hop: self.hop_length }.log_mel(samples, &bank)?;
         if let Some(range) = self.top_db {
             let floor = mel.iter().copied().fold(f32::MIN, f32::max) - range as f32;
             mel.iter_mut().for_each(|v| *v = v.max(floor));
         }
-        mel
+        Ok(mel)
     }
 
     /// The features of one clip at [`FeatureConfig::sample_rate`].
@@ -304,7 +304,7 @@ impl FeatureConfig {
             if !self.fusion() {
                 // rand_trunc: HF crops at random; the middle crop here.
                 let start = (samples.len() - max) / 2;
-                let data = self.log_mel(&samples[start..start + max]);
+                let data = self.log_mel(&samples[start..start + max])?;
                 return Ok(Features {
                     frames: data.len() / mels,
                     data,
@@ -313,7 +313,7 @@ impl FeatureConfig {
                     is_longer: true,
                 });
             }
-            let mel = self.log_mel(samples);
+            let mel = self.log_mel(samples)?;
             let total = mel.len() / mels;
             if total == chunk {
                 let data = mel.repeat(4);
@@ -349,7 +349,7 @@ impl FeatureConfig {
             }
             padded.resize(max, 0.0);
         }
-        let mel = self.log_mel(&padded);
+        let mel = self.log_mel(&padded)?;
         let frames = mel.len() / mels;
         if self.fusion() {
             Ok(Features { data: mel.repeat(4), channels: 4, frames, mels, is_longer: true })
@@ -866,10 +866,6 @@ impl Projection {
     }
 }
 
-fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    Ok(x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?)
-}
-
 /// A loaded CLAP model with its tokenizer and feature extractor.
 pub struct Clap {
     audio: AudioEncoder,
@@ -877,7 +873,7 @@ pub struct Clap {
     text: XLMRobertaModel,
     pooler: Linear,
     text_projection: Projection,
-    tokenizer: Option<Tokenizer>,
+    tokenizer: Option<TextTokenizer>,
     extractor: FeatureConfig,
     logit_scale_audio: f32,
     logit_scale_text: f32,
@@ -951,24 +947,10 @@ impl Clap {
             type_vocab_size: t.type_vocab_size,
             pad_token_id: t.pad_token_id,
         };
-        let tokenizer = match tokenizer {
-            Some(bytes) => {
-                let mut tokenizer = Tokenizer::from_bytes(bytes)
-                    .map_err(|e| Error::invalid_file("tokenizer.json", e))?;
-                tokenizer.with_padding(None);
-                // RoBERTa positions start after the padding index.
-                let max_length =
-                    t.max_position_embeddings.saturating_sub(t.pad_token_id as usize + 1);
-                tokenizer
-                    .with_truncation(Some(TruncationParams {
-                        max_length,
-                        ..TruncationParams::default()
-                    }))
-                    .map_err(|e| Error::invalid_file("tokenizer.json", e))?;
-                Some(tokenizer)
-            }
-            None => None,
-        };
+        // RoBERTa positions start after the padding index.
+        let max_length = t.max_position_embeddings.saturating_sub(t.pad_token_id as usize + 1);
+        let tokenizer =
+            tokenizer.map(|bytes| TextTokenizer::load(bytes, max_length)).transpose()?;
         let audio_vb = vb.pp("audio_model.audio_encoder");
         let scale =
             |name: &str| -> Result<f32> { Ok(vb.get((), name)?.exp()?.to_scalar::<f32>()?) };
@@ -1027,28 +1009,9 @@ impl Clap {
 
     /// Token ids and attention mask of texts, padded to the longest.
     pub fn tokenize(&self, texts: &[String]) -> Result<(Tensor, Tensor)> {
-        let tokenizer = self.tokenizer.as_ref().ok_or_else(|| Error::Unsupported {
-            model: "clap".into(),
-            task: "audio-classification",
-            reason: "the model has no tokenizer.json, so it cannot read text".into(),
-        })?;
-        let encodings = tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Inference(format!("tokenizing: {e}")))?;
-        let longest = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let (mut ids, mut mask) = (Vec::new(), Vec::new());
-        for e in &encodings {
-            let n = e.get_ids().len();
-            ids.extend_from_slice(e.get_ids());
-            ids.extend(std::iter::repeat_n(self.pad, longest - n));
-            mask.extend(std::iter::repeat_n(1u32, n));
-            mask.extend(std::iter::repeat_n(0u32, longest - n));
-        }
-        let shape = (texts.len(), longest);
-        Ok((
-            Tensor::from_vec(ids, shape, &self.device)?,
-            Tensor::from_vec(mask, shape, &self.device)?,
-        ))
+        let tokenizer =
+            self.tokenizer.as_ref().ok_or_else(|| no_tokenizer("clap", "audio-classification"))?;
+        tokenizer.encode(texts, Pad::Id(self.pad), &self.device)
     }
 
     /// Unit-norm text embeddings from token ids and mask, `(n, projection_dim)`.
@@ -1062,9 +1025,6 @@ impl Clap {
 
     /// Unit-norm text embeddings, `(n, projection_dim)`.
     pub fn text_embeddings(&self, texts: &[String]) -> Result<Tensor> {
-        if texts.is_empty() {
-            return Err(Error::InvalidInput("no text".into()));
-        }
         let (ids, mask) = self.tokenize(texts)?;
         self.text_embeddings_from_ids(&ids, &mask)
     }
@@ -1109,14 +1069,11 @@ impl Clap {
         let prompts: Vec<String> = labels.iter().map(|l| LABEL_TEMPLATE.replace("{}", l)).collect();
         let text = self.text_embeddings(&prompts)?;
         let logits = self.logits(&audio, &text)?;
-        let row = logits.per_audio.into_iter().next().unwrap_or_default();
-        let max = row.iter().copied().fold(f32::MIN, f32::max);
-        let exp: Vec<f32> = row.iter().map(|l| (l - max).exp()).collect();
-        let total: f32 = exp.iter().sum();
+        let probabilities = softmax(&only_row(logits.per_audio)?);
         let mut scores: Vec<LabelScore> = labels
             .iter()
-            .zip(exp)
-            .map(|(label, e)| LabelScore { label: label.clone(), score: e / total })
+            .zip(probabilities)
+            .map(|(label, score)| LabelScore { label: label.clone(), score })
             .collect();
         scores.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(scores)
@@ -1154,29 +1111,17 @@ impl Skill for ClapSkill {
     }
 
     fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        if manifest.info.family != "clap" {
-            return Err(format!("a {} model is not CLAP", manifest.info.family));
-        }
-        if manifest.info.format != Format::Safetensors {
-            return Err(format!(
-                "CLAP as {} is not loadable (safetensors is)",
-                manifest.info.format.name()
-            ));
-        }
-        if self.0 == Task::AudioClassification && !manifest.files.contains_key("tokenizer.json") {
-            return Err("no tokenizer.json: labels cannot be read".into());
-        }
-        Ok(())
+        crate::skill::accepts_safetensors(
+            manifest,
+            "clap",
+            "CLAP",
+            (self.0 == Task::AudioClassification)
+                .then_some(("tokenizer.json", "labels cannot be read")),
+        )
     }
 
     fn files(&self, manifest: &Manifest) -> Vec<String> {
-        let mut files = vec!["config.json".to_string(), manifest.info.weights.clone()];
-        for optional in ["preprocessor_config.json", "tokenizer.json"] {
-            if manifest.files.contains_key(optional) {
-                files.push(optional.into());
-            }
-        }
-        files
+        crate::skill::hf_files(manifest, &["preprocessor_config.json", "tokenizer.json"])
     }
 
     fn load(

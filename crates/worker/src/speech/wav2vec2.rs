@@ -462,27 +462,16 @@ impl Skill for Wav2Vec2Skill {
     }
 
     fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        if manifest.info.family != "wav2vec2" {
-            return Err(format!("a {} model is not wav2vec2", manifest.info.family));
-        }
-        if manifest.info.format != Format::Safetensors {
-            return Err(format!(
-                "wav2vec2 as {} is not loadable (safetensors is)",
-                manifest.info.format.name()
-            ));
-        }
-        if self.0 == Task::SpeechRecognition && !manifest.files.contains_key("vocab.json") {
-            return Err("no vocab.json: not a CTC model".into());
-        }
-        Ok(())
+        crate::skill::accepts_safetensors(
+            manifest,
+            "wav2vec2",
+            "wav2vec2",
+            (self.0 == Task::SpeechRecognition).then_some(("vocab.json", "not a CTC model")),
+        )
     }
 
     fn files(&self, manifest: &Manifest) -> Vec<String> {
-        let mut files = vec!["config.json".to_string(), manifest.info.weights.clone()];
-        if manifest.files.contains_key("vocab.json") {
-            files.push("vocab.json".into());
-        }
-        files
+        crate::skill::hf_files(manifest, &["vocab.json"])
     }
 
     fn load(

@@ -6,18 +6,18 @@
 //! text at `argmax(input_ids)` — HF's legacy rule, right only when EOS is the largest id. HF
 //! uses it only when `eos_token_id == 2`; otherwise it pools at the first EOS, and so does this.
 
-use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{linear_no_bias, Linear, VarBuilder};
 use candle_transformers::models::clip::text_model::{
     Activation, ClipTextConfig, ClipTextTransformer,
 };
 use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisionTransformer};
 use serde::Deserialize;
-use tokenizers::{Tokenizer, TruncationParams};
 
 use super::image::Processor;
 use crate::error::{Error, Result};
 use crate::manifest::{Format, Manifest};
+use crate::nn::{l2_normalize, no_tokenizer, only_row, softmax, Pad, TextTokenizer};
 use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
 
 fn bad_config(reason: impl std::fmt::Display) -> Error {
@@ -144,9 +144,8 @@ pub struct Clip {
     logit_scale: f32,
     eos: u32,
     legacy_pooling: bool,
-    tokenizer: Option<Tokenizer>,
+    tokenizer: Option<TextTokenizer>,
     processor: Processor,
-    image_size: u32,
     device: Device,
     bytes: u64,
 }
@@ -176,12 +175,7 @@ impl Clip {
         let v = &config.vision_config;
         let size = v.image_size as u32;
         // A probe image of the processor's output: the model takes exactly image_size.
-        if processor.output_size(size * 2, size * 3) != (size, size) {
-            return Err(Error::invalid_file(
-                "preprocessor_config.json",
-                format!("its output is not {size}×{size}, the model's image_size"),
-            ));
-        }
+        processor.require_square(size, "the model's image_size")?;
         let t = &config.text_config;
         let text_config = ClipTextConfig {
             vocab_size: t.vocab_size,
@@ -213,22 +207,9 @@ impl Clip {
         } else {
             config.logit_scale_init_value
         };
-        let tokenizer = match tokenizer {
-            Some(bytes) => {
-                let mut tokenizer = Tokenizer::from_bytes(bytes)
-                    .map_err(|e| Error::invalid_file("tokenizer.json", e))?;
-                tokenizer.with_padding(None);
-                let params = TruncationParams {
-                    max_length: t.max_position_embeddings,
-                    ..TruncationParams::default()
-                };
-                tokenizer
-                    .with_truncation(Some(params))
-                    .map_err(|e| Error::invalid_file("tokenizer.json", e))?;
-                Some(tokenizer)
-            }
-            None => None,
-        };
+        let tokenizer = tokenizer
+            .map(|bytes| TextTokenizer::load(bytes, t.max_position_embeddings))
+            .transpose()?;
         Ok(Clip {
             text: ClipTextTransformer::new(vb.pp("text_model"), &text_config)?,
             vision: ClipVisionTransformer::new(vb.pp("vision_model"), &vision_config)?,
@@ -247,7 +228,6 @@ impl Clip {
             legacy_pooling: t.eos_token_id == 2,
             tokenizer,
             processor,
-            image_size: size,
             device: device.clone(),
             bytes,
         })
@@ -265,16 +245,7 @@ impl Clip {
 
     /// `pixel_values` of decoded images, `(n, 3, size, size)`.
     pub fn pixel_values(&self, images: &[image::RgbImage]) -> Result<Tensor> {
-        let mut data = Vec::new();
-        for image in images {
-            let (values, h, w) = self.processor.pixel_values(image)?;
-            if (h, w) != (self.image_size, self.image_size) {
-                return Err(Error::Inference(format!("the processor made {h}×{w} pixels")));
-            }
-            data.extend(values);
-        }
-        let size = self.image_size as usize;
-        Ok(Tensor::from_vec(data, (images.len(), 3, size, size), &self.device)?)
+        self.processor.batch(images, &self.device)
     }
 
     /// Unit-norm image embeddings of `pixel_values`, `(n, projection_dim)`.
@@ -285,24 +256,10 @@ impl Clip {
 
     /// Token ids of texts (`<|startoftext|> … <|endoftext|>`), padded with EOS to the longest.
     pub fn tokenize(&self, texts: &[String]) -> Result<Tensor> {
-        let tokenizer = self.tokenizer.as_ref().ok_or_else(|| Error::Unsupported {
-            model: "clip".into(),
-            task: "image-text-similarity",
-            reason: "the model has no tokenizer.json, so it cannot read text".into(),
-        })?;
-        if texts.is_empty() {
-            return Err(Error::InvalidInput("no text".into()));
-        }
-        let encodings = tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Inference(format!("tokenizing: {e}")))?;
-        let longest = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(texts.len() * longest);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            ids.extend(std::iter::repeat_n(self.eos, longest - e.get_ids().len()));
-        }
-        Ok(Tensor::from_vec(ids, (texts.len(), longest), &self.device)?)
+        let tokenizer =
+            self.tokenizer.as_ref().ok_or_else(|| no_tokenizer("clip", "image-text-similarity"))?;
+        // Each row ends in EOS, so EOS pads: causal attention never sees the padding.
+        Ok(tokenizer.encode(texts, Pad::LastToken, &self.device)?.0)
     }
 
     /// Unit-norm text embeddings of token ids, `(n, projection_dim)`.
@@ -346,18 +303,15 @@ impl Clip {
         let image = self.image_embeddings(&pixels)?;
         cancel.check()?;
         let text = self.text_embeddings(texts)?;
-        let logits = self.logits_per_image(&image, &text)?.into_iter().next().unwrap_or_default();
-        let max = logits.iter().copied().fold(f32::MIN, f32::max);
-        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-        let total: f32 = exp.iter().sum();
+        let logits = only_row(self.logits_per_image(&image, &text)?)?;
         Ok(texts
             .iter()
-            .zip(logits.iter().zip(exp))
-            .map(|(text, (logit, e))| TextScore {
+            .zip(logits.iter().zip(softmax(&logits)))
+            .map(|(text, (logit, probability))| TextScore {
                 text: text.clone(),
                 cosine: logit / self.logit_scale,
                 logit: *logit,
-                probability: e / total,
+                probability,
             })
             .collect())
     }
@@ -367,10 +321,6 @@ impl Clip {
         let pixels = self.pixel_values(std::slice::from_ref(image))?;
         Ok(self.image_embeddings(&pixels)?.squeeze(0)?.to_vec1()?)
     }
-}
-
-fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    Ok(x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?)
 }
 
 /// A text scored against an image.
@@ -408,29 +358,17 @@ impl Skill for ClipSkill {
     }
 
     fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        if manifest.info.family != "clip" {
-            return Err(format!("a {} model is not CLIP", manifest.info.family));
-        }
-        if manifest.info.format != Format::Safetensors {
-            return Err(format!(
-                "CLIP as {} is not loadable (safetensors is)",
-                manifest.info.format.name()
-            ));
-        }
-        if self.0 == Task::ImageTextSimilarity && !manifest.files.contains_key("tokenizer.json") {
-            return Err("no tokenizer.json: texts cannot be read".into());
-        }
-        Ok(())
+        crate::skill::accepts_safetensors(
+            manifest,
+            "clip",
+            "CLIP",
+            (self.0 == Task::ImageTextSimilarity)
+                .then_some(("tokenizer.json", "texts cannot be read")),
+        )
     }
 
     fn files(&self, manifest: &Manifest) -> Vec<String> {
-        let mut files = vec!["config.json".to_string(), manifest.info.weights.clone()];
-        for optional in ["preprocessor_config.json", "tokenizer.json"] {
-            if manifest.files.contains_key(optional) {
-                files.push(optional.into());
-            }
-        }
-        files
+        crate::skill::hf_files(manifest, &["preprocessor_config.json", "tokenizer.json"])
     }
 
     fn load(

@@ -200,11 +200,11 @@ fn clip8(value: i64) -> u8 {
 }
 
 /// Resizes as Pillow's `Image.resize((width, height), filter)` does an RGB image.
-pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
+pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> Result<RgbImage> {
     let (w0, h0) = (image.width() as usize, image.height() as usize);
     let (w1, h1) = (width as usize, height as usize);
     if (w0, h0) == (w1, h1) {
-        return image.clone();
+        return Ok(image.clone());
     }
     let src = image.as_raw();
     let half = 1i64 << (PRECISION_BITS - 1);
@@ -252,8 +252,9 @@ pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbI
     } else {
         horizontal
     };
-    // The buffer is exactly width × height × 3.
-    RgbImage::from_raw(width, height, vertical).unwrap_or_else(|| RgbImage::new(width, height))
+    RgbImage::from_raw(width, height, vertical).ok_or_else(|| {
+        Error::Inference(format!("resizing made a buffer that is not {width}×{height}"))
+    })
 }
 
 /// An HF image processor's `preprocessor_config.json` (CLIP, ViT and their relatives).
@@ -407,6 +408,37 @@ impl Processor {
         }
     }
 
+    /// Refuses settings whose output is not `size`×`size`, the model's input (`what` names it).
+    pub fn require_square(&self, size: u32, what: &str) -> Result<()> {
+        if self.output_size(size * 2, size * 3) != (size, size) {
+            return Err(Error::invalid_file(
+                "preprocessor_config.json",
+                format!("its output is not {size}×{size}, {what}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `pixel_values` of images as one `(n, 3, height, width)` tensor.
+    pub fn batch<'a>(
+        &self,
+        images: impl IntoIterator<Item = &'a RgbImage>,
+        device: &candle_core::Device,
+    ) -> Result<candle_core::Tensor> {
+        let mut data = Vec::new();
+        let (mut count, mut shape) = (0, None);
+        for image in images {
+            let (values, h, w) = self.pixel_values(image)?;
+            if *shape.get_or_insert((h, w)) != (h, w) {
+                return Err(Error::Inference(format!("the processor made {h}×{w} pixels")));
+            }
+            data.extend(values);
+            count += 1;
+        }
+        let (h, w) = shape.ok_or_else(|| Error::InvalidInput("no image".into()))?;
+        Ok(candle_core::Tensor::from_vec(data, (count, 3, h as usize, w as usize), device)?)
+    }
+
     /// `pixel_values` of one image: `3 × height × width`, channel-major.
     pub fn pixel_values(&self, image: &RgbImage) -> Result<(Vec<f32>, u32, u32)> {
         if image.width() == 0 || image.height() == 0 {
@@ -414,7 +446,7 @@ impl Processor {
         }
         let (h, w) = self.resized_size(image.height(), image.width());
         let filter = Filter::from_pil(self.resample)?;
-        let resized = resize(image, w.max(1), h.max(1), filter);
+        let resized = resize(image, w.max(1), h.max(1), filter)?;
         let (out_h, out_w) = self.output_size(image.height(), image.width());
         // HF's center_crop: top-left at ((H − h) / 2, (W − w) / 2), zero padding if smaller.
         let top = (i64::from(resized.height()) - i64::from(out_h)) / 2;
@@ -652,9 +684,9 @@ mod tests {
     #[test]
     fn resizing_to_the_same_size_is_the_identity_and_constant_images_stay_constant() {
         let image = RgbImage::from_pixel(13, 7, image::Rgb([200, 10, 99]));
-        assert_eq!(resize(&image, 13, 7, Filter::Bicubic), image);
+        assert_eq!(resize(&image, 13, 7, Filter::Bicubic).unwrap(), image);
         for filter in [Filter::Bilinear, Filter::Bicubic, Filter::Lanczos, Filter::Box] {
-            let out = resize(&image, 5, 20, filter);
+            let out = resize(&image, 5, 20, filter).unwrap();
             assert!(out.pixels().all(|p| p.0 == [200, 10, 99]), "{filter:?}");
         }
     }

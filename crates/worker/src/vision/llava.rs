@@ -138,7 +138,6 @@ pub struct Llava {
     processor: Processor,
     image_token: u32,
     stop_ids: Vec<u32>,
-    image_size: usize,
     context: usize,
     device: Device,
     bytes: u64,
@@ -266,12 +265,7 @@ impl Llava {
             Some(bytes) => Processor::parse(bytes, Processor::default())?,
             None => Processor::default().with_size(size),
         };
-        if processor.output_size(size * 2, size * 3) != (size, size) {
-            return Err(Error::invalid_file(
-                "preprocessor_config.json",
-                format!("its output is not {size}×{size}, the vision tower's image_size"),
-            ));
-        }
+        processor.require_square(size, "the vision tower's image_size")?;
         Ok(Llava {
             vision,
             projector,
@@ -282,7 +276,6 @@ impl Llava {
             processor,
             image_token: config.image_token_index,
             stop_ids,
-            image_size: v.image_size,
             context,
             device: device.clone(),
             bytes,
@@ -296,9 +289,7 @@ impl Llava {
 
     /// `pixel_values` of an image, `(1, 3, size, size)`.
     pub fn pixel_values(&self, image: &image::RgbImage) -> Result<Tensor> {
-        let (data, _, _) = self.processor.pixel_values(image)?;
-        let size = self.image_size;
-        Ok(Tensor::from_vec(data, (1, 3, size, size), &self.device)?)
+        self.processor.batch([image], &self.device)
     }
 
     /// The projected image features, `(patches, hidden)`.
@@ -451,28 +442,16 @@ impl Skill for LlavaSkill {
     }
 
     fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        if manifest.info.family != "llava" {
-            return Err(format!("a {} model is not LLaVA", manifest.info.family));
-        }
-        if manifest.info.format != Format::Safetensors {
-            return Err(format!(
-                "LLaVA as {} is not loadable (safetensors is)",
-                manifest.info.format.name()
-            ));
-        }
-        if !manifest.files.contains_key("tokenizer.json") {
-            return Err("no tokenizer.json".into());
-        }
-        Ok(())
+        crate::skill::accepts_safetensors(
+            manifest,
+            "llava",
+            "LLaVA",
+            Some(("tokenizer.json", "the prompt cannot be read")),
+        )
     }
 
     fn files(&self, manifest: &Manifest) -> Vec<String> {
-        let mut files =
-            vec!["config.json".to_string(), manifest.info.weights.clone(), "tokenizer.json".into()];
-        if manifest.files.contains_key("preprocessor_config.json") {
-            files.push("preprocessor_config.json".into());
-        }
-        files
+        crate::skill::hf_files(manifest, &["tokenizer.json", "preprocessor_config.json"])
     }
 
     fn load(

@@ -24,7 +24,6 @@ pub struct Vit {
     model: vit::Model,
     labels: Vec<String>,
     processor: Processor,
-    image_size: u32,
     device: Device,
     bytes: u64,
 }
@@ -80,17 +79,15 @@ impl Vit {
         };
         let size = vit_config.image_size as u32;
         // candle's ViT does not interpolate position embeddings: input must be image_size.
-        if processor.output_size(size * 2, size * 3) != (size, size) {
-            return Err(Error::invalid_file(
-                "preprocessor_config.json",
-                format!("its output is not {size}×{size}, the model's image_size"),
-            ));
-        }
+        processor.require_square(
+            size,
+            "the model's image_size (candle's ViT does not interpolate positions)",
+        )?;
         let bytes = weights.len() as u64;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
             .map_err(|e| Error::invalid_file("model.safetensors", e))?;
         let model = vit::Model::new(&vit_config, names.len(), vb)?;
-        Ok(Vit { model, labels: names, processor, image_size: size, device: device.clone(), bytes })
+        Ok(Vit { model, labels: names, processor, device: device.clone(), bytes })
     }
 
     /// Resident bytes (the weights).
@@ -105,12 +102,7 @@ impl Vit {
 
     /// `pixel_values` of decoded images, `(n, 3, size, size)`.
     pub fn pixel_values(&self, images: &[image::RgbImage]) -> Result<Tensor> {
-        let mut data = Vec::new();
-        for image in images {
-            data.extend(self.processor.pixel_values(image)?.0);
-        }
-        let size = self.image_size as usize;
-        Ok(Tensor::from_vec(data, (images.len(), 3, size, size), &self.device)?)
+        self.processor.batch(images, &self.device)
     }
 
     /// The `top_k` most probable labels of an image, best first.
@@ -153,24 +145,11 @@ impl Skill for VitSkill {
     }
 
     fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        if manifest.info.family != "vit" {
-            return Err(format!("a {} model is not ViT", manifest.info.family));
-        }
-        if manifest.info.format != Format::Safetensors {
-            return Err(format!(
-                "ViT as {} is not loadable (safetensors is)",
-                manifest.info.format.name()
-            ));
-        }
-        Ok(())
+        crate::skill::accepts_safetensors(manifest, "vit", "ViT", None)
     }
 
     fn files(&self, manifest: &Manifest) -> Vec<String> {
-        let mut files = vec!["config.json".to_string(), manifest.info.weights.clone()];
-        if manifest.files.contains_key("preprocessor_config.json") {
-            files.push("preprocessor_config.json".into());
-        }
-        files
+        crate::skill::hf_files(manifest, &["preprocessor_config.json"])
     }
 
     fn load(

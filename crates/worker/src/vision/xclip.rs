@@ -19,11 +19,11 @@ use candle_transformers::models::clip::text_model::{
 use candle_transformers::models::clip::vision_model::ClipVisionConfig;
 use candle_transformers::models::clip::EncoderConfig;
 use serde::Deserialize;
-use tokenizers::{Tokenizer, TruncationParams};
 
 use super::image::{DecodeLimits, Processor};
 use crate::error::{Error, Result};
 use crate::manifest::{Format, Manifest};
+use crate::nn::{l2_normalize, no_tokenizer, softmax, Pad, TextTokenizer};
 use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
 
 fn bad_config(reason: impl std::fmt::Display) -> Error {
@@ -191,10 +191,6 @@ impl Attention {
     }
 }
 
-fn quick_gelu_fn(x: &Tensor) -> Result<Tensor> {
-    Ok((x * candle_nn::ops::sigmoid(&(x * 1.702)?)?)?)
-}
-
 /// A CLIP vision layer with X-CLIP's cross-frame message token.
 #[derive(Debug, Clone)]
 struct FrameLayer {
@@ -246,8 +242,9 @@ impl FrameLayer {
         let h = Tensor::cat(&[x, &message], 1)?;
         let normed = self.norm1.forward(&h)?;
         let h = (&h + self.attention.forward(&normed, &normed)?)?.narrow(1, 0, tokens)?;
-        let mlp =
-            self.fc2.forward(&quick_gelu_fn(&self.fc1.forward(&self.norm2.forward(&h)?)?)?)?;
+        let mlp = self.fc2.forward(
+            &Activation::QuickGelu.forward(&self.fc1.forward(&self.norm2.forward(&h)?)?)?,
+        )?;
         Ok((h + mlp)?)
     }
 }
@@ -281,10 +278,9 @@ pub struct XClip {
     text: ClipTextTransformer,
     text_projection: Linear,
     logit_scale: f32,
-    tokenizer: Option<Tokenizer>,
+    tokenizer: Option<TextTokenizer>,
     processor: Processor,
     frames: usize,
-    image_size: usize,
     device: Device,
     bytes: u64,
 }
@@ -340,12 +336,7 @@ impl XClip {
             None => Processor::videomae_default().with_size(v.image_size as u32),
         };
         let size = v.image_size as u32;
-        if processor.output_size(size * 2, size * 3) != (size, size) {
-            return Err(Error::invalid_file(
-                "preprocessor_config.json",
-                format!("its output is not {size}×{size}, the model's image_size"),
-            ));
-        }
+        processor.require_square(size, "the model's image_size")?;
         let bytes = weights.len() as u64;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
             .map_err(|e| Error::invalid_file("model.safetensors", e))?;
@@ -405,22 +396,9 @@ impl XClip {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let tokenizer = match tokenizer {
-            Some(bytes) => {
-                let mut tokenizer = Tokenizer::from_bytes(bytes)
-                    .map_err(|e| Error::invalid_file("tokenizer.json", e))?;
-                tokenizer.with_padding(None);
-                let params = TruncationParams {
-                    max_length: t.max_position_embeddings,
-                    ..TruncationParams::default()
-                };
-                tokenizer
-                    .with_truncation(Some(params))
-                    .map_err(|e| Error::invalid_file("tokenizer.json", e))?;
-                Some(tokenizer)
-            }
-            None => None,
-        };
+        let tokenizer = tokenizer
+            .map(|bytes| TextTokenizer::load(bytes, t.max_position_embeddings))
+            .transpose()?;
         Ok(XClip {
             patch_embedding,
             class_embedding: vision.get(d, "embeddings.class_embedding")?,
@@ -447,7 +425,6 @@ impl XClip {
             tokenizer,
             processor,
             frames: v.num_frames,
-            image_size: v.image_size,
             device: device.clone(),
             bytes,
         })
@@ -466,12 +443,7 @@ impl XClip {
     /// `pixel_values` of sampled frames, `(frames, 3, size, size)`.
     pub fn pixel_values(&self, frames: &[image::RgbImage]) -> Result<Tensor> {
         let picked = sample_frames(frames.len(), self.frames)?;
-        let mut data = Vec::new();
-        for i in picked {
-            data.extend(self.processor.pixel_values(&frames[i])?.0);
-        }
-        let s = self.image_size;
-        Ok(Tensor::from_vec(data, (self.frames, 3, s, s), &self.device)?)
+        self.processor.batch(picked.iter().map(|&i| &frames[i]), &self.device)
     }
 
     /// The unit-norm video embedding and the per-patch features the prompt generator reads,
@@ -507,26 +479,11 @@ impl XClip {
 
     /// Token ids of texts, padded with the last id of each row's own EOS (argmax pooling).
     pub fn tokenize(&self, texts: &[String]) -> Result<Tensor> {
-        let tokenizer = self.tokenizer.as_ref().ok_or_else(|| Error::Unsupported {
-            model: "xclip".into(),
-            task: "video-text-similarity",
-            reason: "the model has no tokenizer.json, so it cannot read text".into(),
-        })?;
-        if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
-            return Err(Error::InvalidInput("give at least one text, none of them empty".into()));
-        }
-        let encodings = tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Inference(format!("tokenizing: {e}")))?;
-        let longest = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(texts.len() * longest);
-        for e in &encodings {
-            let row = e.get_ids();
-            let last = row.last().copied().unwrap_or(0);
-            ids.extend_from_slice(row);
-            ids.extend(std::iter::repeat_n(last, longest - row.len()));
-        }
-        Ok(Tensor::from_vec(ids, (texts.len(), longest), &self.device)?)
+        let tokenizer = self
+            .tokenizer
+            .as_ref()
+            .ok_or_else(|| no_tokenizer("xclip", "video-text-similarity"))?;
+        Ok(tokenizer.encode(texts, Pad::LastToken, &self.device)?.0)
     }
 
     /// HF's `logits_per_video` of one video against token ids: `(texts,)`.
@@ -544,9 +501,10 @@ impl XClip {
         let mut prompt = text.clone();
         for layer in &self.prompt_layers {
             prompt = (&prompt + layer.cross.forward(&layer.norm1.forward(&prompt)?, &visual)?)?;
-            let mlp = layer
-                .fc2
-                .forward(&quick_gelu_fn(&layer.fc1.forward(&layer.norm3.forward(&prompt)?)?)?)?;
+            let mlp = layer.fc2.forward(
+                &Activation::QuickGelu
+                    .forward(&layer.fc1.forward(&layer.norm3.forward(&prompt)?)?)?,
+            )?;
             prompt = (prompt + mlp)?;
         }
         let text = l2_normalize(&(text + prompt.broadcast_mul(&self.prompt_alpha)?)?.squeeze(0)?)?;
@@ -565,23 +523,16 @@ impl XClip {
         let ids = self.tokenize(texts)?;
         cancel.check()?;
         let logits = self.logits(&pixels, &ids)?;
-        let max = logits.iter().copied().fold(f32::MIN, f32::max);
-        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-        let total: f32 = exp.iter().sum();
         Ok(texts
             .iter()
-            .zip(logits.iter().zip(exp))
-            .map(|(text, (logit, e))| VideoTextScore {
+            .zip(logits.iter().zip(softmax(&logits)))
+            .map(|(text, (logit, probability))| VideoTextScore {
                 text: text.clone(),
                 logit: *logit,
-                probability: e / total,
+                probability,
             })
             .collect())
     }
-}
-
-fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    Ok(x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?)
 }
 
 /// Which of `available` frames to use for `wanted`: the centre of each of `wanted` equal
@@ -806,29 +757,16 @@ impl Skill for XClipSkill {
     }
 
     fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        if manifest.info.family != "xclip" {
-            return Err(format!("a {} model is not X-CLIP", manifest.info.family));
-        }
-        if manifest.info.format != Format::Safetensors {
-            return Err(format!(
-                "X-CLIP as {} is not loadable (safetensors is)",
-                manifest.info.format.name()
-            ));
-        }
-        if !manifest.files.contains_key("tokenizer.json") {
-            return Err("no tokenizer.json: texts cannot be read".into());
-        }
-        Ok(())
+        crate::skill::accepts_safetensors(
+            manifest,
+            "xclip",
+            "X-CLIP",
+            Some(("tokenizer.json", "texts cannot be read")),
+        )
     }
 
     fn files(&self, manifest: &Manifest) -> Vec<String> {
-        let mut files = vec!["config.json".to_string(), manifest.info.weights.clone()];
-        for optional in ["preprocessor_config.json", "tokenizer.json"] {
-            if manifest.files.contains_key(optional) {
-                files.push(optional.into());
-            }
-        }
-        files
+        crate::skill::hf_files(manifest, &["preprocessor_config.json", "tokenizer.json"])
     }
 
     fn load(

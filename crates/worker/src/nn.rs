@@ -1,0 +1,109 @@
+//! Pieces the candle skills share: normalising and scoring, and text tokenized into a padded
+//! batch.
+
+use candle_core::{Device, Tensor, D};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::error::{Error, Result};
+
+/// Rows scaled to unit L2 norm.
+pub(crate) fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    Ok(x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?)
+}
+
+/// The softmax of logits (as probabilities over the candidates they score).
+pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / total).collect()
+}
+
+/// The one row a single-input similarity produced.
+pub(crate) fn only_row(rows: Vec<Vec<f32>>) -> Result<Vec<f32>> {
+    rows.into_iter().next().ok_or_else(|| Error::Inference("the model scored no input".into()))
+}
+
+/// Refuses an empty list of texts, or a blank one among them.
+pub(crate) fn require_texts(texts: &[String]) -> Result<()> {
+    if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
+        return Err(Error::InvalidInput("give at least one text, none of them empty".into()));
+    }
+    Ok(())
+}
+
+/// How a batch of token rows is padded to the longest.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pad {
+    /// With this id, under an attention mask (RoBERTa).
+    Id(u32),
+    /// With each row's last token (CLIP's EOS: causal attention never sees the padding).
+    LastToken,
+}
+
+/// A model's `tokenizer.json`, truncating to its positions, with padding left to [`Pad`].
+pub(crate) struct TextTokenizer(Tokenizer);
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` bytes; texts are cut to `max_length` tokens (specials included).
+    pub(crate) fn load(bytes: &[u8], max_length: usize) -> Result<TextTokenizer> {
+        let mut tokenizer =
+            Tokenizer::from_bytes(bytes).map_err(|e| Error::invalid_file("tokenizer.json", e))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length, ..TruncationParams::default() }))
+            .map_err(|e| Error::invalid_file("tokenizer.json", e))?;
+        Ok(TextTokenizer(tokenizer))
+    }
+
+    /// `(ids, mask)`, each `(texts, longest)`: special tokens added, rows padded by `pad`.
+    pub(crate) fn encode(
+        &self,
+        texts: &[String],
+        pad: Pad,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        require_texts(texts)?;
+        let encodings = self
+            .0
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::Inference(format!("tokenizing: {e}")))?;
+        let longest = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for e in &encodings {
+            let row = e.get_ids();
+            let filler = match pad {
+                Pad::Id(id) => id,
+                Pad::LastToken => row.last().copied().unwrap_or(0),
+            };
+            ids.extend_from_slice(row);
+            ids.extend(std::iter::repeat_n(filler, longest - row.len()));
+            mask.extend(std::iter::repeat_n(1u32, row.len()));
+            mask.extend(std::iter::repeat_n(0u32, longest - row.len()));
+        }
+        let shape = (texts.len(), longest);
+        Ok((Tensor::from_vec(ids, shape, device)?, Tensor::from_vec(mask, shape, device)?))
+    }
+}
+
+/// The error for text input to a model without `tokenizer.json`.
+pub(crate) fn no_tokenizer(model: &str, task: &'static str) -> Error {
+    Error::Unsupported {
+        model: model.into(),
+        task,
+        reason: "the model has no tokenizer.json, so it cannot read text".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let p = softmax(&[1.0, 3.0, 2.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[1] > p[2] && p[2] > p[0]);
+        assert!(softmax(&[1000.0, 1000.0]).iter().all(|v| (v - 0.5).abs() < 1e-6));
+    }
+}
