@@ -86,7 +86,7 @@ def main():
     speech_s = samples / voice.config.sample_rate
 
     print(json.dumps({
-        "whisper": {"seconds": whisper_s, "audio_seconds": audio_s, "rtf": whisper_s / audio_s, "text": text},
+        "whisper": {"compute_type": model.model.compute_type, "seconds": whisper_s, "audio_seconds": audio_s, "rtf": whisper_s / audio_s, "text": text},
         "piper": {"seconds": piper_s, "audio_seconds": speech_s, "rtf": piper_s / speech_s},
         "versions": {
             "ctranslate2": __import__("ctranslate2").__version__,

@@ -11,6 +11,10 @@ use clap::Parser;
 use crate::cli::Cli;
 use crate::output::Output;
 
+/// See the workspace manifest: candle's per-op buffers fault pages in under glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);

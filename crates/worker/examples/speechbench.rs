@@ -15,6 +15,10 @@ use ipfs_accelerate_worker::speech::TranscribeOptions;
 use ipfs_accelerate_worker::{ImportOptions, Worker, WorkerConfig};
 use serde_json::json;
 
+/// The allocator the `ipfs-accelerate` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let args: serde_json::Value =

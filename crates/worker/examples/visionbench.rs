@@ -4,7 +4,7 @@
 //! 1 and 16, best of N after a warm-up. candle's thread pool follows `RAYON_NUM_THREADS`
 //! (set by xtask). Prints one JSON object.
 //!
-//! `visionbench '{"runs": R}'`
+//! `visionbench '{"runs": R}'`, or `'{"runs": R, "only": "clip_b32_batch1"}'` for one case (to profile).
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)]
 
@@ -19,6 +19,10 @@ use candle_transformers::models::clip::vision_model::{ClipVisionConfig, ClipVisi
 use candle_transformers::models::vit;
 use ipfs_accelerate_worker::vision::{Clip, Vit};
 use serde_json::json;
+
+/// The allocator the `ipfs-accelerate` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Random weights under the names `build` asks for, as safetensors bytes.
 fn weights(build: impl FnOnce(VarBuilder)) -> Vec<u8> {
@@ -97,9 +101,13 @@ fn main() {
         ("vit_b16", &vit_forward as &dyn Fn(&Tensor)),
     ] {
         for batch in [1, 16] {
+            let key = format!("{name}_batch{batch}");
+            if args["only"].as_str().is_some_and(|only| only != key) {
+                continue;
+            }
             let rate = images_per_second(batch, runs, forward);
             eprintln!("visionbench: {name} batch {batch}: {rate:.2} images/s");
-            out.insert(format!("{name}_batch{batch}"), json!(rate));
+            out.insert(key, json!(rate));
         }
     }
     println!("{}", serde_json::Value::Object(out));

@@ -19,6 +19,10 @@ use ipfs_accelerate_worker::text::{GenerateParams, Prompt};
 use ipfs_accelerate_worker::{Cancel, ImportOptions, Registry};
 use serde_json::json;
 
+/// The allocator the `ipfs-accelerate` binary uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SENTENCES: [&str; 8] = [
     "A man is playing a guitar on the stage tonight.",
     "The new movie is awesome and everyone should watch it.",

@@ -1,10 +1,50 @@
-//! Pieces the candle skills share: normalising and scoring, and text tokenized into a padded
-//! batch.
+//! Pieces the candle skills share: loading weights, normalising and scoring, and text
+//! tokenized into a padded batch.
 
-use candle_core::{Device, Tensor, D};
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
+
+/// The safetensors bytes of `file` as an f32 `VarBuilder`, every tensor loaded (the bytes are
+/// freed), linear weights laid out by [`for_matmul`].
+pub(crate) fn var_builder(
+    file: &str,
+    weights: Vec<u8>,
+    device: &Device,
+) -> Result<VarBuilder<'static>> {
+    let tensors = candle_core::safetensors::load_buffer(&weights, device)
+        .map_err(|e| Error::invalid_file(file, e))?;
+    drop(weights);
+    Ok(VarBuilder::from_tensors(for_matmul(tensors)?, DType::F32, device))
+}
+
+/// Tensors in f32, with the linear layers' weights laid out for candle's CPU matmul.
+///
+/// candle's `Linear` multiplies by `weight.t()`. Stored as the checkpoint has it (`[out, in]`
+/// row-major), that right-hand side is column-major, and gemm packs it one scalar at a time:
+/// at a batch of one image the packing cost more than the multiply. So on the CPU each such
+/// weight is stored transposed and shown as `[out, in]` through its strides; `weight.t()` is
+/// then row-major and packs with vector copies. Same values, same shapes; only the CPU is
+/// affected (GPU BLAS takes either layout). Embedding tables stay as they are, since candle's
+/// row lookup needs them contiguous.
+pub(crate) fn for_matmul(tensors: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+    tensors
+        .into_iter()
+        .map(|(name, tensor)| {
+            let tensor = tensor.to_dtype(DType::F32)?;
+            let linear = tensor.device().is_cpu()
+                && tensor.rank() == 2
+                && name.ends_with(".weight")
+                && !name.contains("embed");
+            let tensor = if linear { tensor.t()?.contiguous()?.t()? } else { tensor };
+            Ok((name, tensor))
+        })
+        .collect()
+}
 
 /// Rows scaled to unit L2 norm.
 pub(crate) fn l2_normalize(x: &Tensor) -> Result<Tensor> {

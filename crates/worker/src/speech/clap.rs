@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::xlm_roberta::{Config as RobertaConfig, XLMRobertaModel};
 use serde::Deserialize;
@@ -929,8 +929,7 @@ impl Clap {
             ));
         }
         let bytes = weights.len() as u64;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
-            .map_err(|e| Error::invalid_file("model.safetensors", e))?;
+        let vb = crate::nn::var_builder("model.safetensors", weights, device)?;
         let t = &config.text_config;
         let roberta = RobertaConfig {
             hidden_size: t.hidden_size,

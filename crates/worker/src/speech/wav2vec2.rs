@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{layer_norm, linear, LayerNorm, LayerNormConfig, Linear, VarBuilder};
+use candle_core::{Device, Module, Tensor, D};
+use candle_nn::{layer_norm, linear, LayerNorm, LayerNormConfig, Linear};
 use serde::Deserialize;
 
 use crate::audio::Audio;
@@ -214,8 +214,7 @@ impl Wav2Vec2 {
     ) -> Result<Wav2Vec2> {
         let config = Config::parse(config)?;
         let bytes = weights.len() as u64;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
-            .map_err(|e| Error::invalid_file("model.safetensors", e))?;
+        let vb = crate::nn::var_builder("model.safetensors", weights, device)?;
         // `Wav2Vec2ForCTC` nests the model under `wav2vec2.`; a bare `Wav2Vec2Model` does not.
         let root = if vb.contains_tensor("wav2vec2.feature_projection.projection.weight") {
             vb.pp("wav2vec2")

@@ -7,7 +7,6 @@
 //! padded size kept under the budget, results put back in input order.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
@@ -177,8 +176,7 @@ impl TextEmbedder {
 
         let weights = files.take(&manifest.info.weights)?;
         let bytes = weights.len() as u64;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
-            .map_err(|e| Error::invalid_file(&manifest.info.weights, e))?;
+        let vb = crate::nn::var_builder(&manifest.info.weights, weights, device)?;
         let model = BertModel::load(vb, &config).map_err(|e| {
             Error::invalid_file(
                 &manifest.info.weights,

@@ -7,7 +7,7 @@
 //! uses it only when `eos_token_id == 2`; otherwise it pools at the first EOS, and so does this.
 
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
-use candle_nn::{linear_no_bias, Linear, VarBuilder};
+use candle_nn::{linear_no_bias, Linear};
 use candle_transformers::models::clip::text_model::{
     Activation, ClipTextConfig, ClipTextTransformer,
 };
@@ -200,8 +200,7 @@ impl Clip {
             patch_size: v.patch_size,
         };
         let bytes = weights.len() as u64;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
-            .map_err(|e| Error::invalid_file("model.safetensors", e))?;
+        let vb = crate::nn::var_builder("model.safetensors", weights, device)?;
         let logit_scale = if vb.contains_tensor("logit_scale") {
             vb.get((), "logit_scale")?.to_scalar::<f32>()?
         } else {

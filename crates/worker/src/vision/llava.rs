@@ -233,7 +233,7 @@ impl Llava {
                 return Err(Error::invalid_file("model.safetensors", format!("no tensor {name}")));
             }
         }
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let vb = VarBuilder::from_tensors(crate::nn::for_matmul(tensors)?, DType::F32, device);
         let vision =
             ClipVisionTransformer::new(vb.pp("vision_tower.vision_model"), &vision_config)?;
         let projector = (

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use candle_transformers::models::vit;
 use serde::Deserialize;
 
@@ -84,8 +83,7 @@ impl Vit {
             "the model's image_size (candle's ViT does not interpolate positions)",
         )?;
         let bytes = weights.len() as u64;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
-            .map_err(|e| Error::invalid_file("model.safetensors", e))?;
+        let vb = crate::nn::var_builder("model.safetensors", weights, device)?;
         let model = vit::Model::new(&vit_config, names.len(), vb)?;
         Ok(Vit { model, labels: names, processor, device: device.clone(), bytes })
     }

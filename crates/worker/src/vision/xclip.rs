@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
+use candle_core::{Device, IndexOp, Module, Tensor, D};
 use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::clip::text_model::{
     Activation, ClipEncoder, ClipTextConfig, ClipTextTransformer,
@@ -338,8 +338,7 @@ impl XClip {
         let size = v.image_size as u32;
         processor.require_square(size, "the model's image_size")?;
         let bytes = weights.len() as u64;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
-            .map_err(|e| Error::invalid_file("model.safetensors", e))?;
+        let vb = crate::nn::var_builder("model.safetensors", weights, device)?;
         let p = config.projection_dim;
         let d = v.hidden_size;
         let vision = vb.pp("vision_model");
