@@ -102,6 +102,16 @@ fn whisper_base_from_ct2_wheels_transcribes_espeak_speech() {
         assert!(segments
             .iter()
             .all(|s| s.start < s.end && s.end <= detected.output.duration + 0.01));
+
+        // whisper.cpp's state is reused from request to request; nothing of the last carries
+        // over into the next one's text.
+        let other = tests::servers::espeak_wav("Please bring a notebook to the meeting.");
+        let options =
+            TranscribeOptions { language: Some("en".into()), ..TranscribeOptions::default() };
+        let heard = worker.transcribe(None, other, options).await.unwrap();
+        let text = heard.output.text.to_lowercase();
+        assert!(has_words(&text, &["notebook", "meeting"]), "{text}");
+        assert!(!["quick", "fox", "lazy", "dog"].iter().any(|w| text.contains(w)), "{text}");
     });
 }
 

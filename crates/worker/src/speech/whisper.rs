@@ -8,7 +8,9 @@
 use std::sync::Once;
 
 use serde::{Deserialize, Serialize};
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
 
 use super::convert;
 use crate::audio::Audio;
@@ -141,6 +143,7 @@ impl Skill for WhisperSkill {
         })?;
         Ok(Loaded::Transcriber(std::sync::Arc::new(Transcriber {
             context,
+            idle: std::sync::Mutex::new(None),
             // The weights plus whisper.cpp's per-request buffers (KV caches, mel, encoder out).
             bytes: bytes.len() as u64 + (96 << 20),
         })))
@@ -164,6 +167,11 @@ fn to_ggml(manifest: &Manifest, mut files: ModelFiles) -> Result<Derived> {
 /// A loaded Whisper model.
 pub struct Transcriber {
     context: WhisperContext,
+    /// The state the last request used, kept for the next. A fresh state allocates (and the
+    /// kernel zeroes) whisper.cpp's KV caches and compute buffers on every request; one idle
+    /// state is kept, which the memory estimate covers. Reuse carries nothing between
+    /// requests: `no_context` clears the previous request's text context as each starts.
+    idle: std::sync::Mutex<Option<WhisperState>>,
     bytes: u64,
 }
 
@@ -191,12 +199,18 @@ impl Transcriber {
         let audio = audio.resampled(SAMPLE_RATE)?;
         cancel.check()?;
         let failed = |e: whisper_rs::WhisperError| Error::Inference(format!("whisper.cpp: {e}"));
-        let mut state = self.context.create_state().map_err(failed)?;
+        let idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let mut state = match idle {
+            Some(state) => state,
+            None => self.context.create_state().map_err(failed)?,
+        };
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(i32::try_from(threads.max(1)).unwrap_or(1));
         params.set_language(Some(options.language.as_deref().unwrap_or("auto")));
         params.set_translate(options.task == SpeechTask::Translate);
         params.set_no_timestamps(!options.timestamps);
+        // whisper.cpp's default, stated because a reused state depends on it (see `idle`).
+        params.set_no_context(true);
         params.set_print_special(false);
         params.set_print_progress(false);
         params.set_print_realtime(false);
@@ -229,6 +243,7 @@ impl Transcriber {
             let end = (segment.end_timestamp() as f64 / 100.0).clamp(start, duration);
             segments.push(Segment { start, end, text });
         }
+        *self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(state);
         let text = segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" ");
         Ok(Transcription { text, language: Some(language), segments, duration: audio.seconds() })
     }
