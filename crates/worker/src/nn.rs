@@ -137,6 +137,8 @@ pub(crate) fn no_tokenizer(model: &str, task: &'static str) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use candle_core::Module;
+
     use super::*;
 
     #[test]
@@ -145,5 +147,34 @@ mod tests {
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(p[1] > p[2] && p[2] > p[0]);
         assert!(softmax(&[1000.0, 1000.0]).iter().all(|v| (v - 0.5).abs() < 1e-6));
+    }
+
+    #[test]
+    fn linear_weights_are_relaid_for_the_matmul_and_compute_the_same() -> Result<()> {
+        let device = Device::Cpu;
+        let weight = Tensor::arange(0f32, 12.0, &device)?.reshape((4, 3))?;
+        let table = weight.clone();
+        let half = Tensor::arange(0f32, 6.0, &device)?.reshape((2, 3))?.to_dtype(DType::F16)?;
+        let tensors = for_matmul(HashMap::from([
+            ("layer.dense.weight".to_string(), weight.clone()),
+            ("embeddings.word_embeddings.weight".to_string(), table),
+            ("layer.half.weight".to_string(), half),
+        ]))?;
+
+        // Same shape and values; `weight.t()` (what `Linear` multiplies by) is now row-major.
+        let relaid = &tensors["layer.dense.weight"];
+        assert_eq!(relaid.dims(), &[4, 3]);
+        assert!(!relaid.is_contiguous() && relaid.t()?.is_contiguous());
+        assert_eq!(relaid.to_vec2::<f32>()?, weight.to_vec2::<f32>()?);
+        let x = Tensor::arange(0f32, 6.0, &device)?.reshape((1, 2, 3))?;
+        let ours = candle_nn::Linear::new(relaid.clone(), None).forward(&x)?;
+        let plain = candle_nn::Linear::new(weight, None).forward(&x)?;
+        assert_eq!(ours.to_vec3::<f32>()?, plain.to_vec3::<f32>()?);
+
+        // Embedding tables stay contiguous for row lookups; everything comes out f32.
+        assert!(tensors["embeddings.word_embeddings.weight"].is_contiguous());
+        assert_eq!(tensors["layer.half.weight"].dtype(), DType::F32);
+        assert!(tensors["layer.half.weight"].t()?.is_contiguous());
+        Ok(())
     }
 }
