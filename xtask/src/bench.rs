@@ -600,7 +600,11 @@ fn speech(args: &[String]) -> anyhow::Result<()> {
         num(&ours, "/whisper/audio_seconds"),
         ours["whisper"]["text"]
     );
-    println!("CTranslate2 heard: {}", reference["whisper"]["text"]);
+    println!(
+        "CTranslate2 ({} compute) heard: {}",
+        reference["whisper"]["compute_type"].as_str().unwrap_or("unknown"),
+        reference["whisper"]["text"]
+    );
     std::fs::write(
         out.join("speech.json"),
         serde_json::to_vec_pretty(

@@ -1,10 +1,11 @@
-//! Pieces the candle skills share: loading weights, normalising and scoring, and text
-//! tokenized into a padded batch.
+//! Pieces the candle skills share: loading weights, unmasked attention, normalising and scoring,
+//! and text tokenized into a padded batch.
 
 use std::collections::HashMap;
 
+use candle_core::Module;
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::VarBuilder;
+use candle_nn::{linear, linear_no_bias, Linear, VarBuilder};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
@@ -44,6 +45,64 @@ pub(crate) fn for_matmul(tensors: HashMap<String, Tensor>) -> Result<HashMap<Str
             Ok((name, tensor))
         })
         .collect()
+}
+
+/// Multi-head attention without a mask: `q_proj`/`k_proj`/`v_proj` (biased or not) and an
+/// output projection named by the model (`out_proj`, `out`, ...).
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    pub(crate) fn new(
+        dim: usize,
+        heads: usize,
+        bias: bool,
+        out_name: &str,
+        vb: VarBuilder,
+    ) -> Result<Attention> {
+        let project = |name: &str| -> Result<Linear> {
+            Ok(if bias {
+                linear(dim, dim, vb.pp(name))?
+            } else {
+                linear_no_bias(dim, dim, vb.pp(name))?
+            })
+        };
+        if heads == 0 || !dim.is_multiple_of(heads) {
+            return Err(Error::invalid_file(
+                "config.json",
+                format!("{dim} channels do not split into {heads} heads"),
+            ));
+        }
+        Ok(Attention {
+            q: project("q_proj")?,
+            k: project("k_proj")?,
+            v: project("v_proj")?,
+            out: linear(dim, dim, vb.pp(out_name))?,
+            heads,
+        })
+    }
+
+    /// `query (b, n, d)` attending to `context (b, m, d)`.
+    pub(crate) fn forward(&self, query: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let (b, n, d) = query.dims3()?;
+        let m = context.dim(1)?;
+        let head = d / self.heads;
+        let split = |t: Tensor, len: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, len, self.heads, head))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = (split(self.q.forward(query)?, n)? * (head as f64).powf(-0.5))?;
+        let k = split(self.k.forward(context)?, m)?;
+        let v = split(self.v.forward(context)?, m)?;
+        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        let mixed = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
+        Ok(self.out.forward(&mixed)?)
+    }
 }
 
 /// Rows scaled to unit L2 norm.

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::audio::Audio;
 use crate::error::{Error, Result};
 use crate::manifest::{Format, Manifest};
+use crate::nn::Attention;
 use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
 use crate::speech::{Segment, SpeechTask, TranscribeOptions, Transcription};
 
@@ -132,29 +133,6 @@ impl ConvLayer {
     }
 }
 
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    heads: usize,
-}
-
-impl Attention {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
-        let head = d / self.heads;
-        let split = |l: &Linear| -> Result<Tensor> {
-            Ok(l.forward(x)?.reshape((b, t, self.heads, head))?.transpose(1, 2)?.contiguous()?)
-        };
-        let q = (split(&self.q)? * (head as f64).powf(-0.5))?;
-        let (k, v) = (split(&self.k)?, split(&self.v)?);
-        let weights = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-        let context = weights.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        Ok(self.out.forward(&context)?)
-    }
-}
-
 struct Layer {
     attention: Attention,
     layer_norm: LayerNorm,
@@ -170,10 +148,11 @@ impl Layer {
 
     fn forward(&self, x: &Tensor, stable: bool) -> Result<Tensor> {
         if stable {
-            let x = (x + self.attention.forward(&self.layer_norm.forward(x)?)?)?;
+            let normed = self.layer_norm.forward(x)?;
+            let x = (x + self.attention.forward(&normed, &normed)?)?;
             Ok((&x + self.feed_forward(&self.final_layer_norm.forward(&x)?)?)?)
         } else {
-            let x = self.layer_norm.forward(&(x + self.attention.forward(x)?)?)?;
+            let x = self.layer_norm.forward(&(x + self.attention.forward(x, x)?)?)?;
             Ok(self.final_layer_norm.forward(&(&x + self.feed_forward(&x)?)?)?)
         }
     }
@@ -269,15 +248,14 @@ impl Wav2Vec2 {
         let mut layers = Vec::new();
         for i in 0..config.num_hidden_layers {
             let vb = root.pp(format!("encoder.layers.{i}"));
-            let a = vb.pp("attention");
             layers.push(Layer {
-                attention: Attention {
-                    q: linear(h, h, a.pp("q_proj"))?,
-                    k: linear(h, h, a.pp("k_proj"))?,
-                    v: linear(h, h, a.pp("v_proj"))?,
-                    out: linear(h, h, a.pp("out_proj"))?,
-                    heads: config.num_attention_heads,
-                },
+                attention: Attention::new(
+                    h,
+                    config.num_attention_heads,
+                    true,
+                    "out_proj",
+                    vb.pp("attention"),
+                )?,
                 layer_norm: layer_norm(h, eps, vb.pp("layer_norm"))?,
                 intermediate: linear(
                     h,

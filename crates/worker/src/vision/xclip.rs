@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::image::{DecodeLimits, Processor};
 use crate::error::{Error, Result};
 use crate::manifest::{Format, Manifest};
-use crate::nn::{l2_normalize, no_tokenizer, softmax, Pad, TextTokenizer};
+use crate::nn::{l2_normalize, no_tokenizer, softmax, Attention, Pad, TextTokenizer};
 use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
 
 fn bad_config(reason: impl std::fmt::Display) -> Error {
@@ -135,60 +135,6 @@ fn one() -> usize {
 }
 fn eps() -> f64 {
     1e-5
-}
-
-/// Multi-head attention without a mask (q/k/v/out projections).
-#[derive(Debug, Clone)]
-struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    heads: usize,
-}
-
-impl Attention {
-    fn new(
-        dim: usize,
-        heads: usize,
-        bias: bool,
-        out_name: &str,
-        vb: VarBuilder,
-    ) -> Result<Attention> {
-        let project = |name: &str| -> Result<Linear> {
-            Ok(if bias {
-                linear(dim, dim, vb.pp(name))?
-            } else {
-                linear_no_bias(dim, dim, vb.pp(name))?
-            })
-        };
-        if heads == 0 || !dim.is_multiple_of(heads) {
-            return Err(bad_config(format!("{dim} channels do not split into {heads} heads")));
-        }
-        Ok(Attention {
-            q: project("q_proj")?,
-            k: project("k_proj")?,
-            v: project("v_proj")?,
-            out: linear(dim, dim, vb.pp(out_name))?,
-            heads,
-        })
-    }
-
-    /// `query (b, n, d)` attending to `context (b, m, d)`.
-    fn forward(&self, query: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let (b, n, d) = query.dims3()?;
-        let m = context.dim(1)?;
-        let head = d / self.heads;
-        let split = |t: Tensor, len: usize| -> Result<Tensor> {
-            Ok(t.reshape((b, len, self.heads, head))?.transpose(1, 2)?.contiguous()?)
-        };
-        let q = (split(self.q.forward(query)?, n)? * (head as f64).powf(-0.5))?;
-        let k = split(self.k.forward(context)?, m)?;
-        let v = split(self.v.forward(context)?, m)?;
-        let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-        let mixed = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
-        Ok(self.out.forward(&mixed)?)
-    }
 }
 
 /// A CLIP vision layer with X-CLIP's cross-frame message token.
