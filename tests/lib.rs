@@ -54,7 +54,10 @@ pub fn cli(home: &std::path::Path) -> assert_cmd::Command {
 
 /// [`cli`] as a plain `std::process::Command`, for tests that stream stdin or kill the child.
 pub fn cli_std(home: &std::path::Path) -> Command {
-    let mut cmd = Command::new(binary());
+    clean_env(Command::new(binary()), home)
+}
+
+fn clean_env(mut cmd: Command, home: &std::path::Path) -> Command {
     cmd.env_clear()
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
@@ -93,6 +96,18 @@ impl Env {
     /// [`Env::cmd`] as a plain `std::process::Command` (to stream stdin or kill the child).
     pub fn std_cmd(&self) -> Command {
         let mut cmd = cli_std(self.home());
+        cmd.env("IPFS_ACCELERATE_DATA_DIR", self.home().join("data"));
+        cmd
+    }
+
+    /// [`Env::std_cmd`] with the binary run by `qemu-x86_64 -cpu <cpu>`: the process sees
+    /// only that CPU model's instruction sets (QEMU's `Haswell` has AVX2, FMA and F16C and no
+    /// AVX-512, and QEMU cannot run AVX-512 at all), so anything the binary runs that the
+    /// model lacks dies of SIGILL, whatever the host has. `cargo xtask test` installs QEMU.
+    pub fn emulated_cmd(&self, cpu: &str) -> Command {
+        let mut qemu = Command::new("qemu-x86_64");
+        qemu.args(["-cpu", cpu]).arg(binary());
+        let mut cmd = clean_env(qemu, self.home());
         cmd.env("IPFS_ACCELERATE_DATA_DIR", self.home().join("data"));
         cmd
     }

@@ -424,7 +424,7 @@ fn worker(args: &[String]) -> anyhow::Result<()> {
         }
         let llama: serde_json::Value = serde_json::from_slice(&output.stdout)?;
         report_worker(threads, &ours, &llama);
-        runs.push(serde_json::json!({ "threads": threads, "ours": ours, "llama_cpp": llama }));
+        runs.push(serde_json::json!({ "cpu": cpu_model(), "threads": threads, "ours": ours, "llama_cpp": llama }));
     }
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
@@ -439,6 +439,7 @@ fn report_worker(threads: usize, ours: &serde_json::Value, llama: &serde_json::V
     let peak = num(ours, "/matmul_peak_gflops");
     println!();
     println!("worker, {threads} thread(s): candle f32 matmul peak {peak:.1} GFLOP/s");
+    print_machine(ours);
     println!("{:<40} {:>12} {:>12} {:>8}", "", "ours", "reference", "ratio");
     for batch in [1, 32] {
         let rate = num(ours, &format!("/embeddings/batch_{batch}/sentences_per_sec"));
@@ -479,6 +480,35 @@ fn report_worker(threads: usize, ours: &serde_json::Value, llama: &serde_json::V
         };
         println!("{name:<40} {ours_rate:>12.1} {reference:>12.1} {ratio:>7.2}×{verdict}");
     }
+}
+
+/// The CPU the benchmark ran on (`/proc/cpuinfo`'s model name) and the kernels each engine
+/// chose on it, as the benchmark binary reported them: ratios mean little without both.
+fn print_machine(ours: &serde_json::Value) {
+    let cpu = cpu_model();
+    println!("cpu: {cpu}");
+    for k in ours["kernels"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<18} {}",
+            k["engine"].as_str().unwrap_or("?"),
+            k["kernels"].as_str().unwrap_or("?")
+        );
+    }
+    if let Ok(variant) = std::env::var("GGML_CPU_VARIANT") {
+        println!("  (GGML_CPU_VARIANT={variant} asked for that whisper.cpp variant)");
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// The paragraph both speech benchmarks use: espeak-ng speaks it for Whisper (about 24 s),
@@ -585,6 +615,7 @@ fn speech(args: &[String]) -> anyhow::Result<()> {
     };
     println!();
     println!("speech, {threads} thread(s), best of {runs} (RTF = seconds of work per second of audio; lower is faster)");
+    print_machine(&ours);
     println!("{:<44} {:>10} {:>10} {:>8}", "", "ours", "reference", "speed");
     for (name, path, target) in [
         ("Whisper base RTF (vs CTranslate2)", "/whisper/rtf", 1.0),
@@ -608,7 +639,7 @@ fn speech(args: &[String]) -> anyhow::Result<()> {
     std::fs::write(
         out.join("speech.json"),
         serde_json::to_vec_pretty(
-            &serde_json::json!({ "threads": threads, "runs": runs, "ours": ours, "reference": reference }),
+            &serde_json::json!({ "cpu": cpu_model(), "threads": threads, "runs": runs, "ours": ours, "reference": reference }),
         )?,
     )?;
     Ok(())
@@ -691,6 +722,7 @@ fn vision(args: &[String]) -> anyhow::Result<()> {
     };
     println!();
     println!("vision, {threads} thread(s), best of {runs}, images/s (PyTorch {source})");
+    print_machine(&ours);
     println!("{:<36} {:>10} {:>10} {:>8}", "", "ours", "PyTorch", "speed");
     for (name, key) in [
         ("CLIP ViT-B/32 image embeds, batch 1", "clip_b32_batch1"),
@@ -707,7 +739,7 @@ fn vision(args: &[String]) -> anyhow::Result<()> {
     std::fs::write(
         out.join("vision.json"),
         serde_json::to_vec_pretty(&serde_json::json!({
-            "threads": threads, "runs": runs, "ours": ours,
+            "cpu": cpu_model(), "threads": threads, "runs": runs, "ours": ours,
             "reference": reference, "reference_source": source,
         }))?,
     )?;

@@ -48,6 +48,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     service::ensure_apt_tool("cmake", "cmake")?;
     service::ensure_apt_tool("espeak-ng", "espeak-ng")?;
     service::ensure_apt_tool("ffmpeg", "ffmpeg")?;
+    // The CPU-level tests run the binary under QEMU's user-mode emulator with AVX-512 hidden.
+    service::ensure_apt_tool("qemu-x86_64", "qemu-user")?;
 
     let wheels =
         installing.join().map_err(|_| anyhow::anyhow!("the server installer panicked"))??;

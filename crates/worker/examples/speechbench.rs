@@ -80,6 +80,7 @@ async fn main() {
             },
             "piper": { "seconds": piper_best, "audio_seconds": speech_s, "rtf": piper_best / speech_s },
             "whisper_system_info": whisper_rs::print_system_info(),
+            "kernels": ipfs_accelerate_worker::kernels::cpu_kernels(),
         })
     );
 }

@@ -110,5 +110,6 @@ fn main() {
             out.insert(key, json!(rate));
         }
     }
+    out.insert("kernels".into(), json!(ipfs_accelerate_worker::kernels::cpu_kernels()));
     println!("{}", serde_json::Value::Object(out));
 }

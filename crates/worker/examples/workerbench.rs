@@ -89,7 +89,14 @@ fn main() {
     }
 
     if only_embeddings {
-        println!("{}", json!({ "matmul_peak_gflops": peak, "embeddings": embeddings }));
+        println!(
+            "{}",
+            json!({
+                "matmul_peak_gflops": peak,
+                "embeddings": embeddings,
+                "kernels": ipfs_accelerate_worker::kernels::cpu_kernels(),
+            })
+        );
         return;
     }
     let params = GenerateParams {
@@ -123,6 +130,7 @@ fn main() {
         "prompt": PROMPT,
         "matmul_peak_gflops": peak,
         "embeddings": embeddings,
+        "kernels": ipfs_accelerate_worker::kernels::cpu_kernels(),
         "generation": {
             "prompt_tokens_per_sec": best_prompt,
             "decode_tokens_per_sec": best_decode,

@@ -15,6 +15,8 @@
 //!   [`speech`] also has wav2vec2 and CLAP written in candle.
 //! - [`vision`]: CLIP and ViT on candle, HF image preprocessing to the bit, a hardened image
 //!   fetcher.
+//! - [`kernels`]: which CPU kernels each native engine (whisper.cpp's ggml variants, candle's
+//!   gemm and quantized kernels, ONNX Runtime) runs on this machine, all chosen at run time.
 //! - [`Worker`]: loaded models under a memory budget, a bounded queue and a concurrency limit
 //!   per model, cancellation, device selection with its reason, and deterministic results
 //!   kept in the store's cache.
@@ -49,6 +51,7 @@
 pub mod audio;
 mod error;
 pub mod hub;
+pub mod kernels;
 pub mod manifest;
 mod nn;
 pub mod registry;

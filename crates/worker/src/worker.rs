@@ -929,6 +929,48 @@ impl Worker {
         .await
     }
 
+    /// Where the ONNX Runtime library Piper voices run on would come from, decided exactly as
+    /// [`Worker::onnxruntime_library`] decides it but copying nothing: `None` where none is
+    /// configured, an error where the one configured cannot be used (a missing file, a model
+    /// under that name that is not the library).
+    pub async fn onnxruntime_source(&self) -> Result<Option<String>> {
+        let file = |origin: &str, path: &std::path::Path| {
+            if path.is_file() {
+                Ok(Some(format!("{origin} {}", path.display())))
+            } else {
+                Err(Error::Device(format!("{origin} {} is not a file", path.display())))
+            }
+        };
+        if let Some(path) = &self.inner.config.onnxruntime {
+            return file("[worker] onnxruntime =", path);
+        }
+        if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+            return file("ORT_DYLIB_PATH =", std::path::Path::new(&path));
+        }
+        let name = &self.inner.config.onnxruntime_model;
+        Ok(self
+            .onnxruntime_model()
+            .await?
+            .map(|model| format!("model {name} in the store ({})", model.cid)))
+    }
+
+    /// The registry's model named `[worker] onnxruntime_model`, checked to be a library.
+    async fn onnxruntime_model(&self) -> Result<Option<crate::Model>> {
+        let name = &self.inner.config.onnxruntime_model;
+        let model = match self.inner.registry.resolve(name).await {
+            Ok(model) => model,
+            Err(Error::UnknownModel { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if model.manifest.info.format != crate::manifest::Format::Library {
+            return Err(Error::Device(format!(
+                "model {name} is a {} model, not ONNX Runtime's library (import the onnxruntime wheel under that name)",
+                model.manifest.info.family
+            )));
+        }
+        Ok(Some(model))
+    }
+
     /// The ONNX Runtime library for skills that run ONNX graphs: `[worker] onnxruntime` when
     /// set; else, when `ORT_DYLIB_PATH` is unset, the registry's model named
     /// `[worker] onnxruntime_model` (ONNX Runtime's wheel, imported like any model), copied
@@ -944,18 +986,9 @@ impl Worker {
         self.inner
             .onnxruntime
             .get_or_try_init(|| async {
-                let name = &self.inner.config.onnxruntime_model;
-                let model = match self.inner.registry.resolve(name).await {
-                    Ok(model) => model,
-                    Err(Error::UnknownModel { .. }) => return Ok(None),
-                    Err(e) => return Err(e),
+                let Some(model) = self.onnxruntime_model().await? else {
+                    return Ok(None);
                 };
-                if model.manifest.info.format != crate::manifest::Format::Library {
-                    return Err(Error::Device(format!(
-                        "model {name} is a {} model, not ONNX Runtime's library (import the onnxruntime wheel under that name)",
-                        model.manifest.info.family
-                    )));
-                }
                 let file = &model.manifest.info.weights;
                 let entry = model.manifest.file(file)?;
                 let store = self.inner.registry.store();

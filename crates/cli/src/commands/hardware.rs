@@ -13,6 +13,7 @@ use ipfs_accelerate_install_depends::doctor::{Doctor, Level};
 use ipfs_accelerate_install_depends::report::{self, HardwareReport, LoadOptions, Source};
 use ipfs_accelerate_install_depends::select::{self, Needs, Overrides, SelectError, Selection};
 use ipfs_accelerate_install_depends::{human_bytes, BuildInfo, Host};
+use ipfs_accelerate_worker::{kernels, Worker, WorkerConfig};
 use serde::Serialize;
 use serde_json::json;
 
@@ -44,8 +45,11 @@ pub async fn hardware(config: &Config, refresh: bool, out: &Output) -> anyhow::R
         Ok(s) => json!({ "device": s.device, "reason": s.reason, "passed_over": s.passed_over }),
         Err(e) => json!({ "error": e.to_string() }),
     };
+    // Decided by this binary on this CPU each run, never cached with the probes.
+    let kernels = kernels::cpu_kernels();
     let mut body = serde_json::to_value(&hardware)?;
     body["selected"] = device;
+    body["kernels"] = serde_json::to_value(&kernels)?;
     out.emit(&body, || {
         match hardware.source {
             Source::Probed => println!("probed just now"),
@@ -69,6 +73,13 @@ pub async fn hardware(config: &Config, refresh: bool, out: &Output) -> anyhow::R
                 }
             }
             Err(e) => println!("{:<width$}  !!   {e}", "device"),
+        }
+        for k in &kernels {
+            let status = if k.runs { "->" } else { "!!" };
+            println!(
+                "{:<width$}  {status:<3}  {}: {} ({})",
+                "kernels", k.engine, k.kernels, k.detail
+            );
         }
     })?;
     match selection {
@@ -191,8 +202,17 @@ pub async fn doctor(config: &Config, refresh: bool, out: &Output) -> anyhow::Res
         Ok(hardware) => doctor.hardware(&hardware, &selection(&host, &hardware)),
         Err(e) => doctor.push("hardware", "report", Level::Fail, format!("{e:#}")),
     }
+    kernel_checks(&mut doctor);
     let context = context(config);
-    doctor.dependencies(&deps::check(&context, &deps::features()).await);
+    // Whisper and ONNX Runtime are judged by what `infer` would run (kernel_checks and
+    // engine_checks), not by what building or pip-installing them would need.
+    let (engines, install_only): (Vec<FeatureStatus>, Vec<FeatureStatus>) =
+        deps::check(&context, &deps::features())
+            .await
+            .into_iter()
+            .partition(|s| ENGINE_FEATURES.contains(&s.name));
+    doctor.dependencies(&install_only);
+    engine_checks(config, &engines, &mut doctor).await;
     store_checks(config, &mut doctor).await;
     secrets_checks(config, &mut doctor);
     super::backends::doctor_checks(config, &mut doctor).await;
@@ -209,6 +229,71 @@ pub async fn doctor(config: &Config, refresh: bool, out: &Output) -> anyhow::Res
             Err(if out.is_json() { AlreadyReported(message).into() } else { anyhow!(message) })
         }
     }
+}
+
+/// The `install` features whose readiness `doctor` judges by the engine `infer` would use.
+const ENGINE_FEATURES: [&str; 2] = ["whisper", "onnx-runtime"];
+
+/// The CPU kernels each engine runs here; an engine that cannot run on this CPU fails.
+fn kernel_checks(doctor: &mut Doctor) {
+    let missing = kernels::missing_v3();
+    if !missing.is_empty() {
+        doctor.push(
+            "kernels",
+            "cpu level",
+            Level::Warn,
+            format!(
+                "below x86-64-v3 (missing {}): every engine runs its slow baseline kernels",
+                missing.join(", ")
+            ),
+        );
+    }
+    for k in kernels::cpu_kernels() {
+        let level = if k.runs { Level::Ok } else { Level::Fail };
+        doctor.push("kernels", k.engine, level, format!("{} ({})", k.kernels, k.detail));
+    }
+}
+
+/// What `infer` would load for the engines that come from outside the binary.
+async fn engine_checks(config: &Config, statuses: &[FeatureStatus], doctor: &mut Doctor) {
+    // espeak-ng is opened at run time, as `infer audio synthesize` would.
+    let espeak =
+        statuses.iter().flat_map(|s| &s.checks).find(|c| c.requirement.name == "libespeak-ng");
+    if let Some(check) = espeak {
+        let level = if check.present { Level::Ok } else { Level::Info };
+        let detail = if check.present {
+            check.detail.clone()
+        } else {
+            format!("{} (Piper voices need it: apt install libespeak-ng1)", check.detail)
+        };
+        doctor.push("engines", "espeak-ng", level, detail);
+    }
+    let settings = match WorkerConfig::load(config.section("worker")) {
+        Ok(settings) => settings,
+        Err(e) => return doctor.push("engines", "worker config", Level::Fail, e.to_string()),
+    };
+    let store = match Store::open_config(config).await {
+        Ok(store) => store,
+        // store_checks names the failure.
+        Err(_) => return,
+    };
+    let worker = Worker::new(store, settings);
+    match worker.onnxruntime_source().await {
+        Ok(Some(source)) => doctor.push("engines", "onnx runtime", Level::Ok, source),
+        Ok(None) => doctor.push(
+            "engines",
+            "onnx runtime",
+            Level::Info,
+            "not configured (Piper voices need it): import the onnxruntime wheel as a model named onnxruntime, or set [worker] onnxruntime or ORT_DYLIB_PATH",
+        ),
+        Err(e) => doctor.push("engines", "onnx runtime", Level::Fail, e.to_string()),
+    }
+    doctor.push(
+        "engines",
+        "whisper.cpp",
+        Level::Ok,
+        "compiled in (its CPU kernels are under kernels)",
+    );
 }
 
 async fn store_checks(config: &Config, doctor: &mut Doctor) {

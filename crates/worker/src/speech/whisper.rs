@@ -135,6 +135,10 @@ impl Skill for WhisperSkill {
     ) -> Result<Loaded> {
         static LOGS: Once = Once::new();
         LOGS.call_once(whisper_rs::install_logging_hooks);
+        // ggml picks its CPU variant on first use; a CPU none can serve is a typed error here,
+        // before whisper.cpp touches the backend.
+        let variant = crate::kernels::whisper_variant()?;
+        tracing::info!(variant, "whisper.cpp CPU variant");
         let bytes = files.take(&manifest.info.weights)?;
         let mut params = WhisperContextParameters::default();
         params.use_gpu(false);
