@@ -69,16 +69,18 @@ fn cosine(a: &Value, b: &Value) -> f64 {
 }
 
 const EMBED: [&str; 5] = ["infer", "text", "embed", "--text", "A man is playing a guitar."];
-const GENERATE: [&str; 9] = [
+// A few tokens of raw prompt: QEMU runs AVX2 code some hundred times slower than the host.
+const GENERATE: [&str; 10] = [
     "infer",
     "text",
     "generate",
+    "--raw",
     "--prompt",
-    "What is the capital of France?",
+    "The capital of France is",
     "--temperature",
     "0",
     "--max-tokens",
-    "4",
+    "2",
 ];
 
 #[test]
@@ -93,6 +95,8 @@ fn every_engine_runs_with_avx512_hidden() {
         servers::espeak_wav("Seven purple elephants are dancing in the library tonight."),
     )
     .unwrap();
+    // The clip is about 3.8 s: 200 encoder positions (4 s) instead of the 30 s window, or the
+    // encoder alone takes a quarter of an hour under emulation.
     let transcribe = [
         "infer",
         "audio",
@@ -103,10 +107,20 @@ fn every_engine_runs_with_avx512_hidden() {
         "en",
         "--threads",
         "2",
+        "--audio-context",
+        "200",
         "--no-cache",
     ];
     // Natively first: Whisper's CTranslate2 weights are converted once and kept.
     let native_heard = env.json(&transcribe);
+    // A context that would cut the clip is refused, not silently truncated.
+    let mut short = transcribe.to_vec();
+    short[10] = "150";
+    let output = env.std_cmd().arg("--json").args(&short).output().unwrap();
+    assert!(!output.status.success());
+    let error: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(error["error"]["kind"], "invalid_input", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("covers 3.00 s"), "{error}");
     let native_embedded = env.json(&EMBED);
 
     let hardware = emulated(&env, HASWELL, &["hardware", "--refresh"]);
@@ -117,7 +131,7 @@ fn every_engine_runs_with_avx512_hidden() {
 
     let heard = emulated(&env, HASWELL, &transcribe);
     let text = heard["output"]["text"].as_str().unwrap().to_lowercase();
-    assert!(text.contains("elephants") && text.contains("library"), "{heard}");
+    assert!(text.contains("elephant") && text.contains("library"), "{heard}");
     assert_eq!(heard["cached"], false);
     // Same words as the host's kernels heard (AVX-512 ones on an AVX-512 host).
     assert_eq!(heard["output"]["text"], native_heard["output"]["text"], "{native_heard}");
@@ -135,7 +149,7 @@ fn every_engine_runs_with_avx512_hidden() {
     let answer = emulated(&env, HASWELL, &generate);
     assert_eq!(answer["cached"], false);
     assert!(!answer["output"]["text"].as_str().unwrap().trim().is_empty(), "{answer}");
-    assert_eq!(answer["output"]["usage"]["completion_tokens"], 4, "{answer}");
+    assert_eq!(answer["output"]["usage"]["completion_tokens"], 2, "{answer}");
 }
 
 #[test]
@@ -173,5 +187,5 @@ fn below_x86_64_v3_the_same_binary_runs_its_baseline_kernels() {
     let mut generate = GENERATE.to_vec();
     generate.push("--no-cache");
     let answer = emulated(&env, NEHALEM, &generate);
-    assert_eq!(answer["output"]["usage"]["completion_tokens"], 4, "{answer}");
+    assert_eq!(answer["output"]["usage"]["completion_tokens"], 2, "{answer}");
 }

@@ -216,7 +216,11 @@ fn compile_score(source: &Path, tag: &str, features: &[&str], out: &Path) -> Pat
     objects.remove(0)
 }
 
-/// Renames every global symbol `archive` defines to `prefix` + name, references included.
+/// Renames every global symbol `archive` defines to `prefix` + name, references included, and
+/// every COMDAT group's signature: the linker keeps one group per signature across the whole
+/// link, and GCC signs a constructor's group with a local `…C5Ev` symbol that nm does not
+/// list, so an unrenamed signature would let one variant's group replace another's (its
+/// renamed constructor then resolves to nothing).
 fn rename_symbols(archive: &Path, prefix: &str) {
     let listing = Command::new(tool("NM", "nm"))
         .args(["--defined-only", "--extern-only", "--format=posix"])
@@ -224,6 +228,13 @@ fn rename_symbols(archive: &Path, prefix: &str) {
         .output()
         .expect("run nm (binutils)");
     assert!(listing.status.success(), "nm failed on {}", archive.display());
+    let groups = Command::new(tool("READELF", "readelf"))
+        .args(["--section-groups", "--wide"])
+        .arg(archive)
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(groups.status.success(), "readelf failed on {}", archive.display());
+    let groups = String::from_utf8(groups.stdout).expect("readelf prints text");
     let mut map = String::new();
     let mut names: Vec<&str> = std::str::from_utf8(&listing.stdout)
         .expect("nm prints text")
@@ -232,6 +243,12 @@ fn rename_symbols(archive: &Path, prefix: &str) {
         .filter(|line| !line.ends_with(':'))
         .filter_map(|line| line.split_whitespace().next())
         .collect();
+    // "COMDAT group section [    4] `.group' [_ZN…C5Ev] contains 3 sections:"
+    names.extend(groups.lines().filter_map(|line| {
+        let rest = line.strip_prefix("COMDAT group section")?;
+        let (_, signature) = rest.split_once("] `.group' [")?;
+        signature.split_once("] contains").map(|(signature, _)| signature)
+    }));
     names.sort_unstable();
     names.dedup();
     assert!(

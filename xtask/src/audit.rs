@@ -403,7 +403,8 @@ fn quote_expr(expr: &syn::Expr) -> String {
     expr.to_token_stream().to_string()
 }
 
-/// Every `.rs` file under `root` that belongs to the workspace (not `target/`, hidden dirs).
+/// Every `.rs` file under `root` that belongs to the workspace (not `target/`, hidden dirs, or
+/// `vendor/`: patched third-party crates, whose build scripts write their own build outputs).
 fn rust_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -415,7 +416,9 @@ fn rust_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
             let name =
                 path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if path.is_dir() {
-                if name != "target" && !name.starts_with('.') && name != "node_modules" {
+                if !["target", "node_modules", "vendor"].contains(&name.as_str())
+                    && !name.starts_with('.')
+                {
                     stack.push(path);
                 }
             } else if name.ends_with(".rs") {

@@ -935,6 +935,7 @@ impl Worker {
     /// under that name that is not the library).
     pub async fn onnxruntime_source(&self) -> Result<Option<String>> {
         let file = |origin: &str, path: &std::path::Path| {
+            // storage-audit: allow(whether a configured library file exists; nothing is read or kept)
             if path.is_file() {
                 Ok(Some(format!("{origin} {}", path.display())))
             } else {

@@ -184,7 +184,14 @@ async fn audio(
     out: &Output,
 ) -> anyhow::Result<()> {
     match command {
-        InferAudioCommand::Transcribe { audio_file, language, task, timestamps, threads: _ } => {
+        InferAudioCommand::Transcribe {
+            audio_file,
+            language,
+            task,
+            timestamps,
+            threads: _,
+            audio_context,
+        } => {
             let bytes = read_input(&audio_file)?;
             let options = TranscribeOptions {
                 language,
@@ -193,6 +200,7 @@ async fn audio(
                     SpeechTaskArg::Translate => SpeechTask::Translate,
                 },
                 timestamps,
+                audio_context,
             };
             let result = worker.transcribe(model, bytes, options).await?;
             emit(&result, quiet, out, || {

@@ -379,10 +379,13 @@ impl Wav2Vec2 {
         options: &TranscribeOptions,
         cancel: &Cancel,
     ) -> Result<Transcription> {
-        if options.language.is_some() || options.task == SpeechTask::Translate || options.timestamps
+        if options.language.is_some()
+            || options.task == SpeechTask::Translate
+            || options.timestamps
+            || options.audio_context.is_some()
         {
             return Err(Error::InvalidInput(
-                "wav2vec2 transcribes its one language without timestamps: --language, --task translate and --timestamps do not apply".into(),
+                "wav2vec2 transcribes its one language without timestamps over the whole clip: --language, --task translate, --timestamps and --audio-context do not apply".into(),
             ));
         }
         let audio = audio.resampled(SAMPLE_RATE)?;
