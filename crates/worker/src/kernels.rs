@@ -153,6 +153,11 @@ fn whisper() -> EngineKernels {
     }
 }
 
+/// An engine that runs here, on `kernels`.
+fn running(engine: &'static str, kernels: &str, detail: &str) -> EngineKernels {
+    EngineKernels { engine, kernels: kernels.into(), detail: detail.into(), runs: true }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn gemm() -> EngineKernels {
     use std::arch::is_x86_feature_detected as has;
@@ -164,14 +169,11 @@ fn gemm() -> EngineKernels {
     } else {
         "scalar"
     };
-    EngineKernels {
-        engine: "candle gemm",
-        kernels: kernels.into(),
-        detail:
-            "float matmuls of every candle model (MiniLM, CLIP, ViT, LLaVA, wav2vec2, CLAP, X-CLIP)"
-                .into(),
-        runs: true,
-    }
+    running(
+        "candle gemm",
+        kernels,
+        "float matmuls of every candle model (MiniLM, CLIP, ViT, LLaVA, wav2vec2, CLAP, X-CLIP)",
+    )
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -188,12 +190,7 @@ fn quantized() -> EngineKernels {
     } else {
         "scalar"
     };
-    EngineKernels {
-        engine: "candle quantized",
-        kernels: kernels.into(),
-        detail: "GGUF text generation (the llama decoder's Q8_0 matmuls)".into(),
-        runs: true,
-    }
+    running("candle quantized", kernels, "GGUF text generation (the llama decoder's Q8_0 matmuls)")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -207,42 +204,28 @@ fn onnx_runtime() -> EngineKernels {
     } else {
         "SSE"
     };
-    EngineKernels {
-        engine: "onnx runtime",
-        kernels: kernels.into(),
-        detail: "Piper voices; MLAS picks its kernels when the library loads".into(),
-        runs: true,
-    }
+    running("onnx runtime", kernels, "Piper voices; MLAS picks its kernels when the library loads")
+}
+
+/// Elsewhere each engine picks its kernels itself; this build does not second-guess them.
+#[cfg(not(target_arch = "x86_64"))]
+fn chosen_by(engine: &'static str, chooser: &str) -> EngineKernels {
+    running(engine, std::env::consts::ARCH, &format!("chosen by {chooser}"))
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 fn gemm() -> EngineKernels {
-    EngineKernels {
-        engine: "candle gemm",
-        kernels: std::env::consts::ARCH.into(),
-        detail: "chosen by gemm at run time".into(),
-        runs: true,
-    }
+    chosen_by("candle gemm", "gemm at run time")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 fn quantized() -> EngineKernels {
-    EngineKernels {
-        engine: "candle quantized",
-        kernels: std::env::consts::ARCH.into(),
-        detail: "chosen by candle at build and run time".into(),
-        runs: true,
-    }
+    chosen_by("candle quantized", "candle at build and run time")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 fn onnx_runtime() -> EngineKernels {
-    EngineKernels {
-        engine: "onnx runtime",
-        kernels: std::env::consts::ARCH.into(),
-        detail: "chosen by MLAS when the library loads".into(),
-        runs: true,
-    }
+    chosen_by("onnx runtime", "MLAS when the library loads")
 }
 
 #[cfg(test)]
