@@ -89,6 +89,14 @@ fn synthesize_then_transcribe_through_the_cli() {
     assert!(String::from_utf8_lossy(&out.stdout).to_lowercase().contains("lazy dog"));
 }
 
+/// `doctor`'s verdict on the ONNX Runtime `infer audio synthesize` would load.
+fn onnx_runtime_check(env: &Env) -> serde_json::Value {
+    let doctor = env.json(&["doctor"]);
+    let checks = doctor["checks"].as_array().unwrap();
+    let check = checks.iter().find(|c| c["area"] == "engines" && c["name"] == "onnx runtime");
+    check.unwrap_or_else(|| panic!("no engines/onnx runtime check in {doctor}")).clone()
+}
+
 /// Runs `cmd --json ARGS`, expecting failure; returns the error body.
 fn failure(mut cmd: std::process::Command, args: &[&str]) -> serde_json::Value {
     let output = cmd.arg("--json").args(args).output().unwrap();
@@ -122,11 +130,19 @@ fn audio_errors_name_the_problem() {
     assert_eq!(error["kind"], "invalid_input", "{error}");
     assert!(error["message"].as_str().unwrap().contains("en-US"), "{error}");
 
+    // doctor says what synthesize would find: nothing configured yet.
+    assert_eq!(onnx_runtime_check(&env)["level"], "info");
+
     // ONNX Runtime imported as a model: no path configured, the library comes from the store.
     let runtime = servers::onnxruntime_wheel();
     let runtime =
         env.json(&["models", "import", runtime.to_str().unwrap(), "--name", "onnxruntime"]);
     assert_eq!(runtime["manifest"]["format"], "library", "{runtime}");
+    let check = onnx_runtime_check(&env);
+    assert_eq!(check["level"], "ok", "{check}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(detail.contains("model onnxruntime in the store"), "{check}");
+    assert!(detail.contains(runtime["cid"].as_str().unwrap()), "{check} {runtime}");
     let spoken = tests::json_of(env.std_cmd(), &synthesize);
     assert_eq!(spoken["result"]["output"]["sample_rate"], 22050, "{spoken}");
     let copied = tests::files_under(&env.home().join("data/runtimes"));
