@@ -301,3 +301,15 @@ async fn under_a_spent_rate_limit_cached_answers_are_served_stale_and_others_fai
     assert_eq!(github.stats().stale, 1);
     assert_eq!(github.stats().remaining, Some(0));
 }
+
+#[tokio::test]
+async fn a_retry_after_of_u64_max_is_a_rate_limit_error_not_an_overflow() {
+    // `retry-after: 18446744073709551615` once overflowed `Instant::now() + wait` (a panic).
+    let fake = FakeGitHub::start().await;
+    fake.fake().faults.push_back(Fault::SecondaryLimit(u64::MAX));
+    let dir = tempfile::tempdir().unwrap();
+    let github = GitHub::new(config(&fake), Some(&token()), cache(dir.path()).await).unwrap();
+    let err = github.create_comment(REPO, 3, "never").await.unwrap_err();
+    assert!(err.to_string().contains("rate limit"), "{err}");
+    assert!(fake.fake().comments.is_empty(), "nothing was written");
+}

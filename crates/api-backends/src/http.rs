@@ -3,13 +3,16 @@
 //! seconds or an HTTP date), and the time spent waiting on the server (for the overhead
 //! metric).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use ulid::Ulid;
+
+use ipfs_accelerate_common::http::{read_body, BodyError, LineBuffer};
 
 use crate::error::{Error, Result};
 
@@ -18,6 +21,11 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Connects give up sooner than whole calls.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest answer read into memory: a batch of 2,048 embeddings of 4,096 floats as JSON
+/// is about 40 MB.
+const MAX_BODY: usize = 64 << 20;
+/// Error bodies are read for their message only.
+const MAX_ERROR_BODY: usize = 64 << 10;
 
 /// One call's identity and budget, created by the router (or by a direct caller).
 #[derive(Debug)]
@@ -177,12 +185,15 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let started = Instant::now();
-        let body =
-            tokio::time::timeout(ctx.remaining().max(Duration::from_millis(10)), response.text())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
+        let body = tokio::time::timeout(
+            ctx.remaining().max(Duration::from_millis(10)),
+            read_body(response, MAX_ERROR_BODY),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
         ctx.add_wait(started.elapsed());
         let body = error_message(&body);
         let deployment = self.deployment.clone();
@@ -248,9 +259,12 @@ impl Transport {
     ) -> Result<T> {
         let timeout = self.timeout(ctx)?;
         let started = Instant::now();
-        let bytes = response.bytes().await;
+        let bytes = read_body(response, MAX_BODY).await;
         ctx.add_wait(started.elapsed());
-        let bytes = bytes.map_err(|e| self.transport_error(e, timeout))?;
+        let bytes = bytes.map_err(|e| match e {
+            BodyError::Transport(e) => self.transport_error(e, timeout),
+            too_large => self.decode(too_large.to_string()),
+        })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| self.decode(format!("{e} in {}", preview(&bytes))))
     }
@@ -269,44 +283,77 @@ impl Transport {
     }
 }
 
-/// A response body's Server-Sent Events, as their `data` fields.
+/// The longest SSE or NDJSON line (or SSE event) a stream may send: a streamed delta is a few
+/// hundred bytes; a line that never ends is refused rather than buffered without end.
+const MAX_LINE: usize = 1 << 20;
+
+/// A response body's Server-Sent Events, as their `data` fields (several `data:` lines of one
+/// event joined by `\n`; comments, `event:`, `id:` and `retry:` fields skipped).
 pub(crate) fn sse_data(
     response: reqwest::Response,
 ) -> impl futures_util::Stream<Item = std::result::Result<String, String>> + Send {
-    use eventsource_stream::Eventsource;
     use futures_util::StreamExt;
-    response
-        .bytes_stream()
-        .eventsource()
-        .map(|event| event.map(|e| e.data).map_err(|e| e.to_string()))
+    let events = lines(response).scan(String::new(), |data, line| {
+        let out = match line {
+            Err(e) => Some(Some(Err(e))),
+            Ok(line) if line.is_empty() => {
+                Some((!data.is_empty()).then(|| Ok(std::mem::take(data))))
+            }
+            Ok(line) => match line.strip_prefix("data") {
+                Some(value) if value.is_empty() || value.starts_with(':') => {
+                    let value = value.strip_prefix(':').unwrap_or_default();
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    if data.len().saturating_add(value.len()) > MAX_LINE {
+                        return futures_util::future::ready(Some(Some(Err(format!(
+                            "an SSE event is larger than the {MAX_LINE}-byte limit"
+                        )))));
+                    }
+                    if !data.is_empty() {
+                        data.push('\n');
+                    }
+                    data.push_str(value);
+                    Some(None)
+                }
+                _ => Some(None),
+            },
+        };
+        futures_util::future::ready(out)
+    });
+    events.filter_map(futures_util::future::ready)
 }
 
-/// A response body as lines (NDJSON), without their line ends; a last line without a newline
-/// is still a line.
+/// A response body as lines (NDJSON, or SSE's lines), without their line ends; a last line
+/// without a newline is still a line. A line over [`MAX_LINE`] ends the stream with an error.
 pub(crate) fn lines(
     response: reqwest::Response,
-) -> impl futures_util::Stream<Item = std::result::Result<String, reqwest::Error>> + Send {
+) -> impl futures_util::Stream<Item = std::result::Result<String, String>> + Send {
     use futures_util::StreamExt;
-    let state = (Box::pin(response.bytes_stream()), Vec::<u8>::new(), false);
-    futures_util::stream::unfold(state, |(mut body, mut buffer, mut ended)| async move {
+    // `framer` is `None` once the body has ended (or failed): only `ready` is left to yield.
+    let state =
+        (Box::pin(response.bytes_stream()), Some(LineBuffer::new(MAX_LINE)), VecDeque::new());
+    futures_util::stream::unfold(state, |(mut body, mut framer, mut ready)| async move {
         loop {
-            if let Some(end) = buffer.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line).trim_end().to_string();
-                return Some((Ok(line), (body, buffer, ended)));
+            if let Some(line) = ready.pop_front() {
+                let line: std::result::Result<Vec<u8>, String> = line;
+                let line = line.map(|l| String::from_utf8_lossy(&l).trim_end().to_string());
+                return Some((line, (body, framer, ready)));
             }
-            if ended {
-                if buffer.is_empty() {
-                    return None;
-                }
-                let line = String::from_utf8_lossy(&buffer).trim_end().to_string();
-                buffer.clear();
-                return Some((Ok(line), (body, buffer, ended)));
-            }
+            let lines = framer.as_mut()?;
             match body.next().await {
-                Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                Some(Err(e)) => return Some((Err(e), (body, Vec::new(), true))),
-                None => ended = true,
+                Some(Ok(chunk)) => match lines.push(&chunk) {
+                    Ok(lines) => ready.extend(lines.into_iter().map(Ok)),
+                    Err(e) => {
+                        ready.push_back(Err(e.to_string()));
+                        framer = None;
+                    }
+                },
+                Some(Err(e)) => {
+                    ready.push_back(Err(e.to_string()));
+                    framer = None;
+                }
+                None => {
+                    ready.extend(framer.take().and_then(LineBuffer::finish).map(Ok));
+                }
             }
         }
     })
@@ -327,38 +374,8 @@ pub fn uuid_form(id: Ulid) -> String {
     )
 }
 
-/// `Retry-After`: delay-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
-    }
-    let when = httpdate(value)?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
-}
-
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form HTTP servers send.
-fn httpdate(value: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else { return None };
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| m == month)? as i64
-        + 1;
-    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    let [h, m, s] = hms.as_slice() else { return None };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + m * 60 + s;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
-}
+/// `Retry-After`: delay-seconds or an HTTP date, clamped (the shared bounded parser).
+pub use ipfs_accelerate_common::http::retry_after as parse_retry_after;
 
 /// The message in an error body (`{"error": {"message": …}}`, `{"error": "…"}`), else its start.
 fn error_message(body: &str) -> String {
@@ -396,19 +413,6 @@ mod tests {
     fn request_ids_travel_in_uuid_form() {
         let id = Ulid(0x0189_0a5d_1234_5678_9abc_def0_1234_5678);
         assert_eq!(uuid_form(id), "01890a5d-1234-5678-9abc-def012345678");
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
-        assert_eq!(
-            httpdate("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784111777))
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(parse_retry_after("-1"), None);
     }
 
     #[test]

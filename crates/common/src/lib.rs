@@ -24,6 +24,7 @@ pub mod cache;
 pub mod cid;
 pub mod config;
 mod error;
+pub mod http;
 pub mod remote;
 pub mod secrets;
 pub mod store;

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipfs_accelerate_common::cache::{Cache, CacheKey, CachedValue, PutOptions, Validators};
+use ipfs_accelerate_common::http::{self, read_body};
 use reqwest::header::{
     HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
     LAST_MODIFIED, LINK, RETRY_AFTER, USER_AGENT,
@@ -38,6 +39,8 @@ use crate::pacer::{Pacer, PacerConfig};
 pub const NAMESPACE: &str = "github_api";
 const STATS_NAMESPACE: &str = "github_stats";
 const API_VERSION: &str = "2022-11-28";
+/// The largest API answer read into memory (a page of 100 workflow runs is about 1 MB).
+const MAX_BODY: usize = 32 << 20;
 
 /// The `[github]` section of the config file:
 ///
@@ -377,7 +380,8 @@ impl GitHub {
     fn cool_down(&self, wait: Duration, reason: String) {
         tracing::warn!(wait = ?wait, %reason, "GitHub rate limit; pausing");
         let mut cooldown = self.cooldown.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let until = Instant::now() + wait;
+        // `wait` is clamped where it is read; checked all the same, as it comes from a header.
+        let Some(until) = Instant::now().checked_add(wait) else { return };
         if cooldown.until.is_none_or(|u| u < until) {
             *cooldown = Cooldown { until: Some(until), reason };
         }
@@ -394,13 +398,9 @@ impl GitHub {
                 *window = (remaining, header_u64(headers, "x-ratelimit-limit"), reset);
             }
         }
-        let retry_after = headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let until_reset =
-            || reset.map(|r| Duration::from_secs(r.saturating_sub(unix_now()).max(1)));
+        let retry_after =
+            headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(http::retry_after);
+        let until_reset = || reset.map(|r| http::until_unix(r, unix_now()));
         let limited = matches!(status.as_u16(), 403 | 429)
             && (retry_after.is_some()
                 || remaining == Some(0)
@@ -466,12 +466,12 @@ impl GitHub {
 
     async fn body_text(&self, response: reqwest::Response, path: &str) -> Result<String> {
         let timeout = self.config.timeout;
-        match tokio::time::timeout(timeout, response.text()).await {
+        match tokio::time::timeout(timeout, read_body(response, MAX_BODY)).await {
             Err(_) => {
                 Err(Error::Timeout { method: "read".into(), path: path.into(), after: timeout })
             }
             Ok(Err(e)) => Err(Error::Connect { path: path.into(), reason: e.to_string() }),
-            Ok(Ok(text)) => Ok(text),
+            Ok(Ok(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
         }
     }
 

@@ -534,11 +534,22 @@ fn bytes_of(file: &SourceFile, name: &str) -> Result<Vec<u8>> {
     }
 }
 
+/// The most memory reserved from a zip entry's declared size before its bytes arrive.
+const PREALLOCATE_MAX: u64 = 64 << 20;
+
 #[allow(clippy::disallowed_types)]
 fn member(archive: &mut zip::ZipArchive<BufReader<std::fs::File>>, name: &str) -> Result<Vec<u8>> {
     let mut entry = archive.by_name(name).map_err(|e| Error::invalid_file(name, e))?;
-    let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
-    entry.read_to_end(&mut bytes).map_err(|e| Error::invalid_file(name, e))?;
+    // The declared size is the archive's word, not a fact: reserve no more than a sane
+    // amount up front (a 200-byte wheel once claimed 2^62 bytes and aborted the process), and
+    // read no more than it declared (the zip crate checks the CRC at the end).
+    let declared = entry.size();
+    let mut bytes = Vec::with_capacity(usize::try_from(declared.min(PREALLOCATE_MAX)).unwrap_or(0));
+    entry
+        .by_ref()
+        .take(declared)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::invalid_file(name, e))?;
     Ok(bytes)
 }
 

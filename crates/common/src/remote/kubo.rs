@@ -380,7 +380,10 @@ impl KuboClient {
             if status.is_success() {
                 return Ok(response);
             }
-            let text = response.text().await.unwrap_or_default();
+            let text = crate::http::read_body(response, 64 << 10)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
             let message = serde_json::from_str::<KuboErrorBody>(&text)
                 .map(|b| b.message)
                 .unwrap_or_else(|_| text.chars().take(200).collect());
@@ -398,7 +401,10 @@ impl KuboClient {
         body: Option<Vec<u8>>,
     ) -> Result<Vec<u8>> {
         let response = self.send(op, query, body).await?;
-        let bytes = response.bytes().await.map_err(|e| self.error(op, reqwest_reason(&e)))?;
+        let bytes = crate::http::read_body(response, MAX_REPLY).await.map_err(|e| match e {
+            crate::http::BodyError::Transport(e) => self.error(op, reqwest_reason(&e)),
+            too_large => self.error(op, too_large.to_string()),
+        })?;
         Ok(bytes.to_vec())
     }
 
@@ -520,6 +526,9 @@ impl Remote for Kubo {
 }
 
 /// How long `block/stat` may look for a block the node should already have.
+/// The largest reply read whole: a block is at most 4 MiB (Kubo's bitswap limit); a
+/// `pin/ls` of many pins is the largest JSON.
+const MAX_REPLY: usize = 64 << 20;
 const LOCAL_LOOKUP: Duration = Duration::from_secs(1);
 
 /// Kubo: "block was not found locally (offline): ipld: could not find …"; js-ipfs, which

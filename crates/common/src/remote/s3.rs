@@ -21,6 +21,8 @@ use crate::config::{RemoteConfig, S3Url};
 use crate::{Error, Result};
 
 /// Blocks larger than this go up as multipart uploads (S3's minimum part is 5 MiB).
+/// The largest object read as one block (Kubo refuses blocks over 4 MiB; we allow slack).
+const MAX_BLOCK: u64 = 16 << 20;
 const MULTIPART_THRESHOLD: usize = 8 << 20;
 /// Part size of a multipart upload.
 const PART_SIZE: usize = 5 << 20;
@@ -170,6 +172,15 @@ impl Blockstore for S3 {
                     }
                     Err(e) => return Err(self.error("get", e)),
                 };
+                if object.meta.size > MAX_BLOCK {
+                    return Err(Error::Remote {
+                        tier: self.describe(),
+                        reason: format!(
+                            "object for block {cid} is {} bytes, over the {MAX_BLOCK}-byte block limit",
+                            object.meta.size
+                        ),
+                    });
+                }
                 let data = object.bytes().await.map_err(|e| self.error("get", e))?;
                 Block::verified(*cid, data.to_vec())
             }

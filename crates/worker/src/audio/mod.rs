@@ -64,6 +64,9 @@ impl Audio {
     }
 }
 
+/// The highest sample rate read (studio masters go to 384 kHz).
+pub const MAX_SAMPLE_RATE: u32 = 384_000;
+
 /// Decodes an audio file's bytes to mono (channels averaged), refusing more than
 /// `max_seconds` of it.
 pub fn decode(bytes: Vec<u8>, max_seconds: f64) -> Result<Audio> {
@@ -126,6 +129,14 @@ pub fn decode(bytes: Vec<u8>, max_seconds: f64) -> Result<Audio> {
             Err(e) => return Err(invalid("frame", e)),
         };
         let spec = *decoded.spec();
+        // The length limit is in seconds, scaled by this rate: a rate read from the file must
+        // be bounded too, or a 4 GHz header would make the limit meaningless.
+        if spec.rate > MAX_SAMPLE_RATE {
+            return Err(Error::InvalidInput(format!(
+                "the audio's sample rate of {} Hz is above the {MAX_SAMPLE_RATE} Hz this build reads",
+                spec.rate
+            )));
+        }
         sample_rate = Some(spec.rate);
         let channels = spec.channels.count().max(1);
         let buf = match &mut buffer {

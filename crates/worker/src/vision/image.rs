@@ -50,15 +50,27 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage> {
     decoder_limits.max_image_height = Some(limits.max_side);
     decoder_limits.max_alloc = Some(limits.max_alloc);
     reader.limits(decoder_limits);
-    let image = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => Error::InvalidInput(format!(
-            "the image is too large to decode (limits: {} px a side, {} MiB): {e}",
+    let too_large = |what: String| {
+        Error::InvalidInput(format!(
+            "the image is too large to decode (limits: {} px a side, {} MiB): {what}",
             limits.max_side,
             limits.max_alloc >> 20
-        )),
+        ))
+    };
+    let map = |e: image::ImageError| match e {
+        image::ImageError::Limits(e) => too_large(e.to_string()),
         other => Error::InvalidInput(format!("decoding the image: {other}")),
-    })?;
-    Ok(image.to_rgb8())
+    };
+    let decoder = reader.into_decoder().map_err(map)?;
+    // The decoder's limit covers its own buffer; the RGB copy made below is bounded here, so
+    // a 16384² grey image (268 MB decoded, 805 MB as RGB) is refused before either exists.
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
+    let rgb_bytes = u64::from(width) * u64::from(height) * 3;
+    if rgb_bytes > limits.max_alloc {
+        return Err(too_large(format!("{width}x{height} is {} MiB as RGB", rgb_bytes >> 20)));
+    }
+    let image = image::DynamicImage::from_decoder(decoder).map_err(map)?;
+    Ok(image.into_rgb8())
 }
 
 /// Pillow's resampling filters (`PIL.Image.Resampling`, HF's `resample` integers).
