@@ -178,6 +178,11 @@ pub enum StorageCommand {
         /// directory (another worker's, a backup); exit 1 only if some could not be repaired.
         #[arg(long, value_name = "DATA_DIR")]
         repair_from: Option<PathBuf>,
+        /// The index (meta.sqlite) is lost or unreadable: move it aside and rebuild it from the
+        /// block files, verifying each (pins, names and blocks of 16 KiB or less lived in the
+        /// index; every recovered root is pinned so nothing recovered is collected).
+        #[arg(long, conflicts_with_all = ["repair", "repair_from"])]
+        rebuild_index: bool,
     },
     /// Pull a DAG into the local store from the remote tiers (each block verified).
     Fetch {

@@ -154,6 +154,21 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The store's index (`meta.sqlite`) is missing, empty or unreadable while the store holds
+    /// data: opening it would silently start an empty store over the old blocks.
+    #[error("store index {path}: {reason}; nothing was changed. `ipfs-accelerate storage verify --rebuild-index` rebuilds it from the block files (verifying each)")]
+    StoreIndex {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `--rebuild-index` on a store whose index is fine (a rebuild would drop pins and names).
+    #[error("store index {path} is readable: there is nothing to rebuild (`storage verify` checks every block)")]
+    IndexReadable {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The secrets file does not open: wrong key, damage or tampering. It was not modified.
     #[error("secrets file {path} cannot be decrypted: {reason}")]
     SecretsUndecryptable {
@@ -273,6 +288,8 @@ impl Error {
             Error::NoSuchPath { .. } => "no_such_path",
             Error::NotPinned { .. } => "not_pinned",
             Error::Database { .. } => "database",
+            Error::StoreIndex { .. } => "store_index",
+            Error::IndexReadable { .. } => "index_readable",
             Error::InvalidCacheKey { .. } => "invalid_cache_key",
             Error::CacheValue { .. } => "cache_value",
             Error::SecretsUndecryptable { .. } => "secrets_undecryptable",
@@ -285,6 +302,17 @@ impl Error {
             Error::NoRemote { .. } => "no_remote",
             Error::Task(_) => "task",
             Error::Io { .. } => "io",
+        }
+    }
+
+    /// Whether this is the filesystem being full (`ENOSPC`, or SQLite's `SQLITE_FULL`).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            Error::Database { source, .. } => {
+                source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+            }
+            _ => false,
         }
     }
 

@@ -23,6 +23,7 @@
 pub mod cache;
 pub mod cid;
 pub mod config;
+pub mod crash;
 mod error;
 pub mod http;
 pub mod remote;

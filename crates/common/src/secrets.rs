@@ -178,7 +178,11 @@ impl MasterKey {
         let text = Zeroizing::new(B64.encode(*self.key));
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io("write key file", path, e))
+            .map_err(|e| Error::io("write key file", path, e))?;
+        match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir),
+            _ => fsync_dir(Path::new(".")),
+        }
     }
 
     /// The key `config` selects: [`ENV_MASTER_KEY`] when set (an explicit choice), else the
@@ -218,7 +222,7 @@ fn decode_key(text: &str) -> std::result::Result<Zeroizing<[u8; 32]>, &'static s
     Ok(Zeroizing::new(key))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Sealed {
     nonce: String,
     ciphertext: String,
@@ -229,6 +233,55 @@ struct StoreFile {
     format: String,
     check: Sealed,
     secrets: BTreeMap<String, Entry>,
+    /// The whole-file authenticator: a sealed [`Manifest`] (absent only in files written
+    /// before it existed, which are accepted until the first write adds one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    manifest: Option<Sealed>,
+    /// The manifest's version, once authenticated (not stored outside the manifest).
+    #[serde(skip)]
+    version: u64,
+}
+
+impl StoreFile {
+    fn empty(key: &MasterKey) -> Result<StoreFile> {
+        Ok(StoreFile {
+            format: FORMAT.into(),
+            check: seal(key, "__check__", CHECK)?,
+            secrets: BTreeMap::new(),
+            manifest: None,
+            version: 0,
+        })
+    }
+}
+
+/// What the manifest seals: a version that grows with every write, and a digest of every
+/// entry. Each secret is sealed on its own, so without this an entry could be deleted, or
+/// swapped for an older sealed copy of itself, and every remaining seal would still open.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    version: u64,
+    entries: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    fn of(file: &StoreFile, version: u64) -> Manifest {
+        let entries = file
+            .secrets
+            .iter()
+            .map(|(name, entry)| {
+                use sha2::Digest;
+                let mut hash = sha2::Sha256::new();
+                for part in [entry.sealed.nonce.as_bytes(), entry.sealed.ciphertext.as_bytes()] {
+                    hash.update(part);
+                    hash.update([0]);
+                }
+                hash.update(entry.updated.to_le_bytes());
+                let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                (name.clone(), digest)
+            })
+            .collect();
+        Manifest { version, entries }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -286,6 +339,16 @@ impl SecretStore {
         let slot = Slot::of_source(key.source());
         match (SecretStore::open(&dir, key), slot) {
             (Err(e @ Error::SecretsUndecryptable { .. }), Some(slot)) => {
+                // A rotation may be running (it holds the lock throughout) or may have died
+                // between re-encrypting and promoting its key. Wait for the lock, then look
+                // again: the current key may open the store by now.
+                let _lock = lock_dir(&dir)?;
+                let current = slot
+                    .read(false)?
+                    .ok_or_else(|| Error::NoMasterKey { looked: slot.describe() })?;
+                if let Ok(store) = SecretStore::open(&dir, current) {
+                    return Ok(store);
+                }
                 let Some(pending) = slot.read(true)? else { return Err(e) };
                 SecretStore::open(&dir, pending)?;
                 slot.promote()?;
@@ -311,15 +374,28 @@ impl SecretStore {
                 reason: "rotation needs a key file or the keyring; this key comes from the environment: unset it".into(),
             });
         };
+        // Held across every step, so two rotations cannot interleave: the second waits, then
+        // finds the store re-keyed under it and stops before touching anything.
+        let _lock = self.lock()?;
+        let file = self.read_file().map_err(|e| match e {
+            Error::SecretsUndecryptable { path, .. } => Error::SecretsUndecryptable {
+                path,
+                reason: "the store was re-keyed while this rotation waited (another rotation finished first); nothing was changed".into(),
+            },
+            e => e,
+        })?;
         // A pending key left by a rotation interrupted before re-encryption is unused (the
         // current key opened the store), so it can go.
         slot.remove_pending()?;
         slot.write(true, &MasterKey::generate())?;
+        crate::crash::crash_point("rotate-pending-written");
         let pending =
             slot.read(true)?.ok_or_else(|| Error::NoMasterKey { looked: slot.describe() })?;
-        let count = self.list()?.len();
-        let rotated = self.rotate_key(pending)?;
+        let count = file.as_ref().map_or(0, |f| f.secrets.len());
+        let rotated = self.rotate_key_locked(file, pending)?;
+        crate::crash::crash_point("rotate-reencrypted");
         slot.promote()?;
+        crate::crash::crash_point("rotate-promoted");
         let key =
             slot.read(false)?.ok_or_else(|| Error::NoMasterKey { looked: slot.describe() })?;
         Ok((SecretStore { dir: rotated.dir, key }, count))
@@ -386,14 +462,16 @@ impl SecretStore {
     /// opens only with `new_key`. A reader at any moment sees the old file or the new, whole.
     pub fn rotate_key(self, new_key: MasterKey) -> Result<SecretStore> {
         let _lock = self.lock()?;
-        let Some(file) = self.read_file()? else {
+        let file = self.read_file()?;
+        self.rotate_key_locked(file, new_key)
+    }
+
+    /// [`SecretStore::rotate_key`] of `file` (as read under the lock the caller holds).
+    fn rotate_key_locked(self, file: Option<StoreFile>, new_key: MasterKey) -> Result<SecretStore> {
+        let Some(file) = file else {
             return Ok(SecretStore { dir: self.dir, key: new_key });
         };
-        let mut rotated = StoreFile {
-            format: FORMAT.into(),
-            check: seal(&new_key, "__check__", CHECK)?,
-            secrets: BTreeMap::new(),
-        };
+        let mut rotated = StoreFile { version: file.version, ..StoreFile::empty(&new_key)? };
         for (name, entry) in &file.secrets {
             let plain = open_sealed(&self.key, &self.path(), name, &entry.sealed)?;
             rotated.secrets.insert(
@@ -401,7 +479,7 @@ impl SecretStore {
                 Entry { sealed: seal(&new_key, name, &plain)?, updated: entry.updated },
             );
         }
-        self.write_file(&rotated)?;
+        self.write_file(&rotated, &new_key)?;
         self.audit("rotate-key", "*")?;
         Ok(SecretStore { dir: self.dir, key: new_key })
     }
@@ -432,8 +510,12 @@ impl SecretStore {
         for (name, entry) in &file.secrets {
             open_sealed(&self.key, &source, name, &entry.sealed)?;
         }
+        if let Some(manifest) = &file.manifest {
+            check_manifest(&self.key, &source, &file, manifest)?;
+        }
         let _lock = self.lock()?;
-        self.write_file(&file)?;
+        // A restore is a deliberate rollback: it is written as the newest version.
+        self.write_file(&file, &self.key)?;
         self.audit("restore", "*")?;
         Ok(file.secrets.len())
     }
@@ -456,14 +538,10 @@ impl SecretStore {
         let _lock = self.lock()?;
         let mut file = match self.read_file()? {
             Some(file) => file,
-            None => StoreFile {
-                format: FORMAT.into(),
-                check: seal(&self.key, "__check__", CHECK)?,
-                secrets: BTreeMap::new(),
-            },
+            None => StoreFile::empty(&self.key)?,
         };
         change(&mut file, &self.key)?;
-        self.write_file(&file)?;
+        self.write_file(&file, &self.key)?;
         self.audit(action, name)
     }
 
@@ -491,14 +569,76 @@ impl SecretStore {
             path: path.clone(),
             reason: "the master key does not open this file (wrong key, or the file was altered); nothing was changed".into(),
         })?;
+        let mut file = file;
+        let written = self.written_version()?;
+        let altered = |reason: String| Error::SecretsUndecryptable { path: path.clone(), reason };
+        file.version = match &file.manifest {
+            Some(manifest) => check_manifest(&self.key, &path, &file, manifest)?,
+            None if written > 0 => {
+                return Err(altered("its whole-file authenticator was removed (the file was altered); nothing was changed".into()))
+            }
+            None => 0, // written before manifests existed; the next write adds one
+        };
+        if file.version < written {
+            return Err(altered(format!(
+                "it is version {} but version {written} was written here (the file was rolled back to an older copy); nothing was changed",
+                file.version
+            )));
+        }
         Ok(Some(file))
     }
 
-    fn write_file(&self, file: &StoreFile) -> Result<()> {
-        let path = self.path();
-        let temp = self.dir.join(format!(".secrets.enc.{}.tmp", std::process::id()));
-        let bytes = serde_json::to_vec_pretty(file)
+    fn version_path(&self) -> PathBuf {
+        self.dir.join("secrets.version")
+    }
+
+    /// The version of the last write here (`secrets.version`; 0 before the first).
+    fn written_version(&self) -> Result<u64> {
+        let path = self.version_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().parse().map_err(|_| Error::SecretsUndecryptable {
+                path: path.clone(),
+                reason: format!(
+                    "not a version number: {:?}",
+                    text.chars().take(40).collect::<String>()
+                ),
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(Error::io("read", &path, e)),
+        }
+    }
+
+    /// Writes `file` sealed under `key` as the next version: the file first, then the version
+    /// record (a kill between leaves a file newer than the record, which reads fine).
+    fn write_file(&self, file: &StoreFile, key: &MasterKey) -> Result<()> {
+        let version = file.version.max(self.written_version()?).saturating_add(1);
+        let manifest = serde_json::to_vec(&Manifest::of(file, version))
+            .map_err(|e| Error::Task(format!("encoding the secrets manifest: {e}")))?;
+        let sealed = StoreFile {
+            format: file.format.clone(),
+            check: file.check.clone(),
+            secrets: file
+                .secrets
+                .iter()
+                .map(|(name, e)| {
+                    (name.clone(), Entry { sealed: e.sealed.clone(), updated: e.updated })
+                })
+                .collect(),
+            manifest: Some(seal(key, "__manifest__", &manifest)?),
+            version,
+        };
+        let bytes = serde_json::to_vec_pretty(&sealed)
             .map_err(|e| Error::Task(format!("encoding secrets: {e}")))?;
+        self.replace(&self.path(), &bytes)?;
+        crate::crash::crash_point("secrets-renamed");
+        self.replace(&self.version_path(), format!("{version}\n").as_bytes())
+    }
+
+    /// Replaces `path` with `bytes` atomically and durably: temp file (0600) + fsync + rename
+    /// + directory fsync. The caller holds the lock.
+    fn replace(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = self.dir.join(format!(".{name}.{}.tmp", std::process::id()));
         // We hold the exclusive lock, so a temp file with our name is a crashed writer's (a
         // reused pid): clear it rather than fail every write from now on.
         match std::fs::remove_file(&temp) {
@@ -513,13 +653,11 @@ impl SecretStore {
                 .mode(0o600)
                 .open(&temp)
                 .map_err(|e| Error::io("create", &temp, e))?;
-            out.write_all(&bytes)
+            out.write_all(bytes)
                 .and_then(|()| out.sync_all())
                 .map_err(|e| Error::io("write", &temp, e))?;
-            std::fs::rename(&temp, &path).map_err(|e| Error::io("rename", &path, e))?;
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io("fsync", &self.dir, e))
+            std::fs::rename(&temp, path).map_err(|e| Error::io("rename", path, e))?;
+            fsync_dir(&self.dir)
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&temp);
@@ -528,26 +666,7 @@ impl SecretStore {
     }
 
     fn lock(&self) -> Result<File> {
-        let path = self.dir.join("secrets.lock");
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
-        let deadline = Instant::now() + LOCK_TIMEOUT;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(e) => {
-                    return Err(Error::io("lock", &path, std::io::Error::other(e.to_string())))
-                }
-            }
-        }
+        lock_dir(&self.dir)
     }
 
     fn audit(&self, action: &str, name: &str) -> Result<()> {
@@ -563,6 +682,64 @@ impl SecretStore {
             .and_then(|()| file.sync_data())
             .map_err(|e| Error::io("append", &path, e))
     }
+}
+
+/// Takes the store's exclusive lock (`secrets.lock` in `dir`), waiting up to [`LOCK_TIMEOUT`].
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("secrets.lock");
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    let deadline = Instant::now() + LOCK_TIMEOUT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(Error::io("lock", &path, std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// Makes a rename or creation in `dir` durable: without it a power cut can undo a rename that
+/// already returned (the key promotion, the secrets file).
+fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync", dir, e))
+}
+
+/// Authenticates `manifest` against `file`'s entries; returns its version.
+fn check_manifest(
+    key: &MasterKey,
+    path: &Path,
+    file: &StoreFile,
+    manifest: &Sealed,
+) -> Result<u64> {
+    let altered = |reason: String| Error::SecretsUndecryptable { path: path.to_path_buf(), reason };
+    let plain = open_sealed(key, path, "__manifest__", manifest)
+        .map_err(|_| altered("its whole-file authenticator does not open (the file was altered); nothing was changed".into()))?;
+    let sealed: Manifest = serde_json::from_slice(&plain)
+        .map_err(|e| altered(format!("its whole-file authenticator is malformed ({e})")))?;
+    let actual = Manifest::of(file, sealed.version);
+    for (name, digest) in &sealed.entries {
+        match actual.entries.get(name) {
+            None => return Err(altered(format!("secret {name:?} was deleted outside the store; nothing was changed"))),
+            Some(d) if d != digest => {
+                return Err(altered(format!("secret {name:?} does not match the file's authenticator: it was altered, or replaced by an older sealed copy, outside the store; nothing was changed")))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(name) = actual.entries.keys().find(|n| !sealed.entries.contains_key(*n)) {
+        return Err(altered(format!(
+            "secret {name:?} was added outside the store; nothing was changed"
+        )));
+    }
+    Ok(sealed.version)
 }
 
 /// Where a master key is kept durably enough to rotate: a file, or a keyring entry; each has
@@ -641,7 +818,11 @@ impl Slot {
         match self {
             Slot::File(path) => {
                 let pending = Slot::file_path(path, true);
-                std::fs::rename(&pending, path).map_err(|e| Error::io("rename", path, e))
+                std::fs::rename(&pending, path).map_err(|e| Error::io("rename", path, e))?;
+                match path.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir),
+                    _ => fsync_dir(Path::new(".")),
+                }
             }
             Slot::Keyring(service) => {
                 let key = keyring::read(service, true)?

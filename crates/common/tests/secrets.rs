@@ -85,9 +85,10 @@ fn a_flipped_byte_fails_authentication_and_nothing_is_overwritten() {
     std::fs::write(&file, serde_json::to_vec(&json).unwrap()).unwrap();
     let tampered = std::fs::read(&file).unwrap();
 
+    // The whole-file authenticator catches it before the entry's own seal is tried.
     let err = store.get("a").unwrap_err();
     assert!(
-        matches!(&err, Error::SecretsUndecryptable { reason, .. } if reason.contains("authentication")),
+        matches!(&err, Error::SecretsUndecryptable { reason, .. } if reason.contains("\"a\"") && reason.contains("altered")),
         "{err}"
     );
     // Truncation is as clear, and a write to a store that does not open writes nothing.
@@ -326,4 +327,92 @@ fn a_crashed_writers_temp_file_does_not_block_writes() {
     std::fs::write(path.join(format!(".secrets.enc.{}.tmp", std::process::id())), b"half").unwrap();
     store.set("a", &Secret::new(VALUE.into())).unwrap();
     assert_eq!(store.get("a").unwrap().unwrap().expose(), VALUE);
+}
+
+/// Reads the store file as JSON, lets `edit` change it, writes it back.
+fn edit_file(dir: &std::path::Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let file = dir.join("secrets.enc");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&file, serde_json::to_vec(&json).unwrap()).unwrap();
+}
+
+fn altered(err: &Error, needle: &str) -> bool {
+    matches!(err, Error::SecretsUndecryptable { reason, .. } if reason.contains(needle))
+}
+
+#[test]
+fn a_deleted_entry_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(dir.path(), key(1)).unwrap();
+    store.set("a", &Secret::new("1".into())).unwrap();
+    store.set("b", &Secret::new("2".into())).unwrap();
+    edit_file(dir.path(), |json| {
+        json["secrets"].as_object_mut().unwrap().remove("b");
+    });
+    let err = store.get("a").unwrap_err();
+    assert!(altered(&err, "\"b\" was deleted"), "{err}");
+}
+
+#[test]
+fn an_entry_rolled_back_to_an_older_sealed_copy_is_detected() {
+    // Each older seal still opens under the key: only the whole-file authenticator sees it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(dir.path(), key(1)).unwrap();
+    store.set("a", &Secret::new("old".into())).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("secrets.enc")).unwrap()).unwrap();
+    let old_entry = json["secrets"]["a"].clone();
+    store.set("a", &Secret::new("new".into())).unwrap();
+    edit_file(dir.path(), |json| json["secrets"]["a"] = old_entry);
+    let err = store.get("a").unwrap_err();
+    assert!(altered(&err, "\"a\" does not match"), "{err}");
+}
+
+#[test]
+fn a_whole_file_rolled_back_or_stripped_of_its_authenticator_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(dir.path(), key(1)).unwrap();
+    store.set("a", &Secret::new("old".into())).unwrap();
+    let older = std::fs::read(dir.path().join("secrets.enc")).unwrap();
+    store.set("a", &Secret::new("new".into())).unwrap();
+    let newer = std::fs::read(dir.path().join("secrets.enc")).unwrap();
+
+    std::fs::write(dir.path().join("secrets.enc"), &older).unwrap();
+    let err = store.get("a").unwrap_err();
+    assert!(altered(&err, "rolled back"), "{err}");
+    let err = store.set("b", &Secret::new("x".into())).unwrap_err();
+    assert!(altered(&err, "rolled back"), "a write refuses too: {err}");
+
+    std::fs::write(dir.path().join("secrets.enc"), &newer).unwrap();
+    edit_file(dir.path(), |json| {
+        json.as_object_mut().unwrap().remove("manifest");
+    });
+    let err = store.get("a").unwrap_err();
+    assert!(altered(&err, "authenticator was removed"), "{err}");
+
+    // A deliberate restore of the older copy is a rollback the store accepts.
+    std::fs::write(dir.path().join("secrets.enc"), &newer).unwrap();
+    assert_eq!(store.restore(&older).unwrap(), 1);
+    assert_eq!(store.get("a").unwrap().unwrap().expose(), "old");
+    store.set("a", &Secret::new("after".into())).unwrap();
+    assert_eq!(store.get("a").unwrap().unwrap().expose(), "after");
+}
+
+#[test]
+fn a_file_from_before_the_authenticator_opens_and_gains_one_on_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SecretStore::open(dir.path(), key(1)).unwrap();
+    store.set("a", &Secret::new("1".into())).unwrap();
+    // As an older build wrote it: no manifest, no version record.
+    edit_file(dir.path(), |json| {
+        json.as_object_mut().unwrap().remove("manifest");
+    });
+    std::fs::remove_file(dir.path().join("secrets.version")).unwrap();
+    assert_eq!(store.get("a").unwrap().unwrap().expose(), "1");
+    store.set("b", &Secret::new("2".into())).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("secrets.enc")).unwrap()).unwrap();
+    assert!(json["manifest"].is_object(), "{json}");
 }

@@ -118,7 +118,37 @@ pub async fn run(
             })
         }
         StorageCommand::Ls => ls(&open().await?, out).await,
-        StorageCommand::Verify { repair: false, repair_from: None } => {
+        StorageCommand::Verify { rebuild_index: true, .. } => {
+            let root = config.data_dir().value.join("store");
+            let options = StoreOptions { budget: config.storage().budget.value };
+            let (_, report) = Store::rebuild_index(&root, options).await?;
+            out.emit(&report, || {
+                if let Some(old) = &report.old_index {
+                    println!("old index moved to {}", old.display());
+                }
+                for file in &report.quarantined {
+                    println!("quarantined {} (its bytes do not match its name)", file.display());
+                }
+                for cid in &report.pinned_recursive {
+                    println!("pinned      {cid} (recursive: its DAG is whole)");
+                }
+                for cid in &report.pinned_direct {
+                    println!("pinned      {cid} (direct: blocks under it were lost)");
+                }
+                println!(
+                    "read {} block files: {} blocks indexed ({} dag-pb), {} quarantined; {} roots pinned",
+                    report.files,
+                    report.blocks,
+                    report.dag_pb,
+                    report.quarantined.len(),
+                    report.pinned_recursive.len() + report.pinned_direct.len()
+                );
+                println!(
+                    "pins, names and blocks of 16 KiB or less lived in the old index: re-pin what you need; `storage verify --repair` fetches missing blocks from the remote tiers"
+                );
+            })
+        }
+        StorageCommand::Verify { repair: false, repair_from: None, .. } => {
             let report = open().await?.verify().await?;
             out.emit(&report, || {
                 for cid in &report.corrupt {
@@ -143,7 +173,7 @@ pub async fn run(
             }
             Ok(())
         }
-        StorageCommand::Verify { repair, repair_from } => {
+        StorageCommand::Verify { repair, repair_from, .. } => {
             let (report, tiers) = match repair_from {
                 Some(dir) => {
                     let store = open().await?;

@@ -111,6 +111,9 @@ CREATE TABLE IF NOT EXISTS remote_pins (
     error TEXT,
     PRIMARY KEY (mh, tier)
 );
+-- Files of blocks whose rows a committed GC deleted, to remove after that commit (see
+-- `gc.rs`: a file goes only once no row can point at it).
+CREATE TABLE IF NOT EXISTS doomed (mh BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS temp_pins (
     session TEXT NOT NULL,
     op INTEGER NOT NULL,
@@ -131,14 +134,24 @@ pub(crate) struct TempPin {
     op: u64,
 }
 
-/// This process's registration in the store (see the module docs).
+/// This process's registration in the store (see the module docs): made on its first write,
+/// so a process that only reads writes nothing (and works on a full or read-only disk).
 #[derive(Debug)]
 struct Session {
     id: String,
     lock_path: PathBuf,
-    // Held for the session's life; the flock goes with the descriptor.
-    _lock: File,
+    // Held for the session's life once registered; the flock goes with the descriptor.
+    lock: Mutex<Option<File>>,
 }
+
+/// Blocks of at most this many bytes are kept aside in `reserve` so that `gc`, `pin rm` and
+/// `names rm` can run on a full disk: SQLite needs room in its WAL to delete rows.
+const RESERVE_BYTES: u64 = 16 << 20;
+/// The schema version in `PRAGMA user_version` (2: the `doomed` table).
+const SCHEMA_VERSION: i64 = 2;
+/// Written at creation: a store with this file but no index lost its index (it did not
+/// start empty), even when every block was small enough to live inside the index.
+const MARKER: &str = "STORE";
 
 /// The blocking store core. One per open store, shared by the async [`super::Store`].
 #[derive(Debug)]
@@ -156,50 +169,147 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens or creates the store at `root`.
+    /// Opens or creates the store at `root`. Opening writes nothing to an existing store (the
+    /// session is registered on the first write). A store whose index is missing, empty or
+    /// unreadable while it holds data is an [`Error::StoreIndex`], never a fresh start.
     pub fn open(root: &Path, budget: Option<u64>) -> Result<Engine> {
+        Engine::open_checked(root, budget, true)
+    }
+
+    /// [`Engine::open`]; without `check`, a missing index is created whatever the store holds
+    /// (for [`Engine::rebuild_index`], which fills it).
+    pub(crate) fn open_checked(root: &Path, budget: Option<u64>, check: bool) -> Result<Engine> {
         std::fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
-        let fs = FlatFs::open(root)?;
-        let sessions = root.join("sessions");
-        std::fs::create_dir_all(&sessions)
-            .map_err(|e| Error::io("create directory", &sessions, e))?;
         let db_path = root.join("meta.sqlite");
+        let fs = FlatFs::open(root)?;
+        if check {
+            check_index(root, &db_path, &fs)?;
+        }
         let (writer, reader) = retry_busy(&db_path, || {
             let writer = connect(&db_path)?;
-            writer
-                .execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+            let version: i64 = writer
+                .pragma_query_value(None, "user_version", |row| row.get(0))
                 .map_err(|e| db(&db_path, e))?;
+            if version < SCHEMA_VERSION {
+                writer
+                    .execute_batch(&format!(
+                        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    ))
+                    .map_err(|e| db(&db_path, e))?;
+            }
             Ok((writer, connect(&db_path)?))
         })?;
+        write_marker(root);
+        let engine = Engine::with(root, db_path, fs, writer, reader, budget);
+        engine.keep_reserve();
+        tracing::debug!(store = %root.display(), session = %engine.session.id, "opened store");
+        Ok(engine)
+    }
 
+    fn with(
+        root: &Path,
+        db_path: PathBuf,
+        fs: FlatFs,
+        writer: Connection,
+        reader: Connection,
+        budget: Option<u64>,
+    ) -> Engine {
         // Unique per open: pid, clock and a per-process counter (two opens in one nanosecond).
         static OPENS: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let opens = OPENS.fetch_add(1, Ordering::Relaxed);
         let id = format!("{:x}-{nanos:x}-{opens:x}", std::process::id());
-        let lock_path = sessions.join(format!("{id}.lock"));
-        let lock = File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
-        lock.try_lock()
-            .map_err(|e| Error::io("lock", &lock_path, std::io::Error::other(e.to_string())))?;
-        writer
-            .execute(
-                "INSERT INTO sessions (id, pid, started) VALUES (?1, ?2, ?3)",
-                params![id, std::process::id(), now()],
-            )
-            .map_err(|e| db(&db_path, e))?;
-        tracing::debug!(store = %root.display(), session = %id, "opened store");
-        Ok(Engine {
+        let lock_path = root.join("sessions").join(format!("{id}.lock"));
+        Engine {
             root: root.to_path_buf(),
             db_path,
             fs,
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
-            session: Session { id, lock_path, _lock: lock },
+            session: Session { id, lock_path, lock: Mutex::new(None) },
             next_op: AtomicU64::new(1),
             next_tmp: AtomicU64::new(0),
             access: Mutex::new(HashMap::new()),
             budget,
-        })
+        }
+    }
+
+    /// Registers this process's session (once): its `flock`ed lock file, then its row. Must
+    /// precede any temp file or temp pin of this session, or a GC would take them for a dead
+    /// session's.
+    pub(crate) fn register(&self) -> Result<()> {
+        let mut lock = self
+            .session
+            .lock
+            .lock()
+            .map_err(|_| Error::Task("store session lock poisoned".into()))?;
+        if lock.is_some() {
+            return Ok(());
+        }
+        let sessions = self.sessions_dir();
+        std::fs::create_dir_all(&sessions)
+            .map_err(|e| Error::io("create directory", &sessions, e))?;
+        let path = &self.session.lock_path;
+        let file = File::create(path).map_err(|e| Error::io("create", path, e))?;
+        file.try_lock()
+            .map_err(|e| Error::io("lock", path, std::io::Error::other(e.to_string())))?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO sessions (id, pid, started) VALUES (?1, ?2, ?3)",
+                params![self.session.id, std::process::id(), now()],
+            )
+            .map_err(|e| self.db_err(e))?;
+            Ok(())
+        })?;
+        *lock = Some(file);
+        Ok(())
+    }
+
+    fn registered(&self) -> bool {
+        self.session.lock.lock().is_ok_and(|lock| lock.is_some())
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.root.join("reserve")
+    }
+
+    /// Keeps [`RESERVE_BYTES`] allocated in `reserve` while the disk has room to spare (best
+    /// effort: a store on a nearly full disk simply has none until space returns).
+    pub(crate) fn keep_reserve(&self) {
+        let path = self.reserve_path();
+        if path.exists() {
+            return;
+        }
+        let spare = rustix::fs::statvfs(&self.root)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+            .unwrap_or(0);
+        if spare < RESERVE_BYTES.saturating_mul(4) {
+            return;
+        }
+        let made = File::create(&path).and_then(|file| {
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, RESERVE_BYTES)
+                .map_err(std::io::Error::from)
+                .and_then(|()| file.sync_all())
+        });
+        if let Err(e) = made {
+            tracing::debug!(error = %e, "could not set aside the store's reserve");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    /// Runs `op`; if it fails because the disk is full, frees the reserve and runs it once
+    /// more. For the operations that free space (`gc`, `pin rm`, `names rm`).
+    pub(crate) fn with_room<T>(&self, op: impl Fn() -> Result<T>) -> Result<T> {
+        match op() {
+            Err(e) if e.is_no_space() && self.reserve_path().exists() => {
+                tracing::warn!(error = %e, "the disk is full: using the store's reserve");
+                remove_if_present(&self.reserve_path())?;
+                let result = op();
+                self.keep_reserve();
+                result
+            }
+            other => other,
+        }
     }
 
     /// Where the store lives.
@@ -266,16 +376,13 @@ impl Engine {
     /// files and flushed with one `syncfs`, then renamed into place and recorded in one
     /// transaction. Blocks already present are only (temp-)pinned. Returns the bytes added.
     pub fn put_blocks(&self, blocks: &[Block], pin: Option<TempPin>) -> Result<u64> {
+        self.register()?;
         // Bodies are written before taking the lock, so other writers are not held up by I/O.
         let mut temps: HashMap<usize, PathBuf> = HashMap::new();
         for (i, block) in blocks.iter().enumerate() {
-            if block.data().len() > INLINE_MAX && !self.has_mh(&block.cid().hash().to_bytes())? {
-                let name = format!(
-                    "{}-{}",
-                    self.session.id,
-                    self.next_tmp.fetch_add(1, Ordering::Relaxed)
-                );
-                temps.insert(i, self.fs.write_temp(&name, block.data())?);
+            let mh = block.cid().hash().to_bytes();
+            if block.data().len() > INLINE_MAX && !(self.has_mh(&mh)? && self.fs.exists(&mh)?) {
+                temps.insert(i, self.fs.write_temp(&self.temp_name(), block.data())?);
             }
         }
         if !temps.is_empty() {
@@ -287,23 +394,30 @@ impl Engine {
             let t = now();
             for (i, block) in blocks.iter().enumerate() {
                 let mh = block.cid().hash().to_bytes();
-                let exists: bool = tx
-                    .prepare_cached("SELECT 1 FROM blocks WHERE mh = ?1")
-                    .and_then(|mut s| s.exists(params![mh]))
+                let row_inline: Option<bool> = tx
+                    .prepare_cached("SELECT inline FROM blocks WHERE mh = ?1")
+                    .and_then(|mut s| s.query_row(params![mh], |row| row.get(0)).optional())
                     .map_err(|e| self.db_err(e))?;
-                if !exists {
+                let mut place_file = |temp: Option<PathBuf>| -> Result<()> {
+                    let temp = match temp {
+                        Some(temp) => temp,
+                        // Collected by a GC since we looked: write it now, under the lock.
+                        None => self.fs.write_temp(&self.temp_name(), block.data())?,
+                    };
+                    self.fs.commit(&temp, &mh)?;
+                    renamed = true;
+                    Ok(())
+                };
+                // A row whose file is gone (deleted by hand, or by a GC of an older version
+                // that removed files before committing): these bytes restore it.
+                if row_inline == Some(false) && !self.fs.exists(&mh)? {
+                    tracing::warn!(cid = %block.cid(), "block file was missing; rewritten from the added bytes");
+                    place_file(temps.remove(&i))?;
+                }
+                if row_inline.is_none() {
                     let inline = block.data().len() <= INLINE_MAX;
                     if !inline {
-                        let temp = match temps.remove(&i) {
-                            Some(temp) => temp,
-                            // Collected by a GC since we looked: write it now, under the lock.
-                            None => {
-                                let name = format!("{}-{}", self.session.id, self.next_tmp.fetch_add(1, Ordering::Relaxed));
-                                self.fs.write_temp(&name, block.data())?
-                            }
-                        };
-                        self.fs.commit(&temp, &mh)?;
-                        renamed = true;
+                        place_file(temps.remove(&i))?;
                     }
                     let data = inline.then(|| block.data());
                     tx.prepare_cached("INSERT INTO blocks (mh, codec, size, inline, atime, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
@@ -325,6 +439,7 @@ impl Engine {
                 }
             }
             if renamed {
+                crate::crash::crash_point("put-renamed");
                 // The renames must be durable before the rows that point at them.
                 self.fs.sync()?;
             }
@@ -335,6 +450,11 @@ impl Engine {
             remove_if_present(temp)?;
         }
         result
+    }
+
+    /// A fresh temp file name owned by this session.
+    fn temp_name(&self) -> String {
+        format!("{}-{}", self.session.id, self.next_tmp.fetch_add(1, Ordering::Relaxed))
     }
 
     fn has_mh(&self, mh: &[u8]) -> Result<bool> {
@@ -435,7 +555,11 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         if let Err(e) = self.flush_access() {
-            tracing::warn!(error = %e, "could not record access times on close");
+            // A read-only or full disk: the access times are a hint, not data.
+            tracing::debug!(error = %e, "could not record access times on close");
+        }
+        if !self.registered() {
+            return;
         }
         let id = self.session.id.clone();
         // On failure the next GC reaps this session (its lock is released when we exit).
@@ -447,6 +571,77 @@ impl Drop for Engine {
             Ok(())
         });
         let _ = remove_if_present(&self.session.lock_path);
+    }
+}
+
+/// Refuses to open over a lost index: `meta.sqlite` missing, empty or not a database while the
+/// store has block files or was created before (its marker). A brand-new directory passes.
+fn check_index(root: &Path, db_path: &Path, fs: &FlatFs) -> Result<()> {
+    let size = match std::fs::metadata(db_path) {
+        Ok(meta) => Some(meta.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("stat", db_path, e)),
+    };
+    let lost = |reason: &str| {
+        let marker = root.join(MARKER).exists();
+        match fs.any_block_file()? {
+            Some(file) => Err(Error::StoreIndex {
+                path: db_path.to_path_buf(),
+                reason: format!("{reason}, but block files are present (e.g. {})", file.display()),
+            }),
+            None if marker => Err(Error::StoreIndex {
+                path: db_path.to_path_buf(),
+                reason: format!(
+                    "{reason}, but this store was created before (its {MARKER} file is there)"
+                ),
+            }),
+            None => Ok(()),
+        }
+    };
+    match size {
+        None => return lost("it is missing"),
+        Some(0) => return lost("it is empty"),
+        Some(_) => {}
+    }
+    // A file that is there: is it a database with our tables?
+    let conn = Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| db(db_path, e))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| db(db_path, e))?;
+    let tables: std::result::Result<i64, rusqlite::Error> = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'blocks'",
+        [],
+        |row| row.get(0),
+    );
+    match tables {
+        Ok(1) => Ok(()),
+        Ok(_) => lost("it has no blocks table"),
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+            ) =>
+        {
+            Err(Error::StoreIndex {
+                path: db_path.to_path_buf(),
+                reason: format!("it is not a readable database ({e})"),
+            })
+        }
+        // Busy, locked, cannot open -shm on a read-only disk…: not a verdict on the index.
+        Err(e) => {
+            tracing::debug!(error = %e, "index check inconclusive");
+            Ok(())
+        }
+    }
+}
+
+fn write_marker(root: &Path) {
+    let marker = root.join(MARKER);
+    if !marker.exists() {
+        let text =
+            "An ipfs-accelerate content-addressed store. Blocks: blocks/; index: meta.sqlite.\n";
+        if let Err(e) = std::fs::write(&marker, text) {
+            tracing::debug!(error = %e, "could not write the store marker");
+        }
     }
 }
 
@@ -489,10 +684,36 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "cache_size", -65536).map_err(|e| db(path, e))?;
     conn.pragma_update(None, "wal_autocheckpoint", 16384).map_err(|e| db(path, e))?;
     conn.pragma_update(None, "mmap_size", 1i64 << 30).map_err(|e| db(path, e))?;
-    // WAL: readers never block the writer; FULL: a commit is durable when it returns.
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db(path, e))?;
+    // WAL: readers never block the writer; FULL: a commit is durable when it returns. The
+    // mode is persistent, so it is set only when not yet WAL (setting it is a write).
+    let mode: String = match conn.pragma_query_value(None, "journal_mode", |row| row.get(0)) {
+        Ok(mode) => mode,
+        Err(e) if read_only_disk(&e) => return connect_immutable(path),
+        Err(e) => return Err(db(path, e)),
+    };
+    if !mode.eq_ignore_ascii_case("wal") {
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db(path, e))?;
+    }
     conn.pragma_update(None, "synchronous", "FULL").map_err(|e| db(path, e))?;
     Ok(conn)
+}
+
+/// SQLite could not open the WAL index (`-shm`) for writing: a read-only filesystem.
+fn read_only_disk(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
+}
+
+/// The database on a read-only filesystem, where no other process can be writing it: opened
+/// `immutable`, so SQLite needs neither the `-shm` file nor locks. Reads work; writes fail
+/// with SQLite's read-only error.
+fn connect_immutable(path: &Path) -> Result<Connection> {
+    tracing::debug!(db = %path.display(), "read-only filesystem: opening the index immutable");
+    let uri = format!("file:{}?immutable=1", path.display());
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    Connection::open_with_flags(uri, flags).map_err(|e| db(path, e))
 }
 
 pub(crate) fn db(path: &Path, source: rusqlite::Error) -> Error {

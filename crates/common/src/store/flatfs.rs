@@ -49,6 +49,24 @@ impl FlatFs {
         Ok(FlatFs { blocks, tmp })
     }
 
+    /// Some block file, if there is any (the first found).
+    pub fn any_block_file(&self) -> Result<Option<PathBuf>> {
+        let shards = match std::fs::read_dir(&self.blocks) {
+            Ok(shards) => shards,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("list", &self.blocks, e)),
+        };
+        for shard in shards.flatten() {
+            let Ok(files) = std::fs::read_dir(shard.path()) else { continue };
+            if let Some(file) =
+                files.flatten().find(|f| f.file_name().to_string_lossy().ends_with(".data"))
+            {
+                return Ok(Some(file.path()));
+            }
+        }
+        Ok(None)
+    }
+
     /// Where the block with this multihash lives.
     pub fn path(&self, multihash: &[u8]) -> PathBuf {
         let key = key(multihash);
@@ -105,6 +123,12 @@ impl FlatFs {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("read", &path, e)),
         }
+    }
+
+    /// Whether the block file is there.
+    pub fn exists(&self, multihash: &[u8]) -> Result<bool> {
+        let path = self.path(multihash);
+        path.try_exists().map_err(|e| Error::io("stat", &path, e))
     }
 
     /// Removes a block file; a missing file is fine (the goal is its absence).

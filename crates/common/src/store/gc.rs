@@ -189,9 +189,11 @@ impl Engine {
 
     /// Removes the pin on `cid` (either mode); [`Error::NotPinned`] if there was none.
     pub fn unpin(&self, cid: &Cid) -> Result<()> {
-        let removed = self.write(|tx| {
-            tx.execute("DELETE FROM pins WHERE mh = ?1", params![cid.hash().to_bytes()])
-                .map_err(|e| self.db_err(e))
+        let removed = self.with_room(|| {
+            self.write(|tx| {
+                tx.execute("DELETE FROM pins WHERE mh = ?1", params![cid.hash().to_bytes()])
+                    .map_err(|e| self.db_err(e))
+            })
         })?;
         if removed == 0 {
             return Err(Error::NotPinned { cid: cid.to_string() });
@@ -222,7 +224,7 @@ impl Engine {
     /// Removes every block that is not pinned, named or temp-pinned by a live session, plus
     /// stray files of interrupted writes.
     pub fn gc(&self) -> Result<GcReport> {
-        self.sweep(None)
+        self.with_room(|| self.sweep(None))
     }
 
     /// Evicts least-recently-used unprotected blocks until the store is within its budget.
@@ -240,9 +242,18 @@ impl Engine {
     }
 
     /// Mark and sweep; with `want`, stops once that many bytes are freed, oldest access first.
+    ///
+    /// Two transactions, so a kill at any instant loses nothing live: the first deletes the
+    /// dead rows and records their files in `doomed`, and commits; only then does the second
+    /// remove those files — each only if no row has come back for it meanwhile (a writer may
+    /// have added the same bytes again between the two). A row therefore never points at a
+    /// removed file. A kill between the two leaves `doomed` rows that the next sweep finishes.
     fn sweep(&self, want: Option<u64>) -> Result<GcReport> {
-        self.flush_access()?;
-        self.write(|tx| {
+        if want.is_some() {
+            // Eviction goes by access time; a full GC does not need them.
+            self.flush_access()?;
+        }
+        let mut report = self.write(|tx| {
             let mut report = GcReport { dead_sessions_reaped: self.reap_dead_sessions(tx)?, ..GcReport::default() };
             tx.execute_batch(LIVE_SQL).map_err(|e| self.db_err(e))?;
             let candidates: Vec<(Vec<u8>, bool, i64)> = tx
@@ -260,17 +271,40 @@ impl Engine {
                     tx.prepare_cached(sql).and_then(|mut s| s.execute(params![mh])).map_err(|e| self.db_err(e))?;
                 }
                 if !inline {
-                    self.fs().remove(&mh)?;
+                    tx.prepare_cached("INSERT OR IGNORE INTO doomed (mh) VALUES (?1)")
+                        .and_then(|mut s| s.execute(params![mh]))
+                        .map_err(|e| self.db_err(e))?;
                 }
                 report.blocks_removed += 1;
-                report.bytes_freed += size as u64;
+                report.bytes_freed = report.bytes_freed.saturating_add(u64::try_from(size).unwrap_or(0));
             }
+            tx.execute_batch("DELETE FROM temp.live").map_err(|e| self.db_err(e))?;
+            crate::crash::crash_point("gc-rows-deleted");
+            Ok(report)
+        })?;
+        crate::crash::crash_point("gc-committed");
+        self.write(|tx| {
+            self.remove_doomed(tx)?;
             if want.is_none() {
                 report.stray_files_removed = self.remove_strays(tx)?;
             }
-            tx.execute_batch("DELETE FROM temp.live").map_err(|e| self.db_err(e))?;
-            Ok(report)
-        })
+            Ok(())
+        })?;
+        Ok(report)
+    }
+
+    /// Removes the files of blocks whose rows a sweep deleted, unless a row is back.
+    fn remove_doomed(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        let doomed: Vec<Vec<u8>> = tx
+            .prepare("SELECT mh FROM doomed WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE blocks.mh = doomed.mh AND inline = 0)")
+            .and_then(|mut s| s.query_map([], |row| row.get(0))?.collect())
+            .map_err(|e| self.db_err(e))?;
+        for mh in doomed {
+            self.fs().remove(&mh)?;
+            crate::crash::crash_point("gc-file-removed");
+        }
+        tx.execute("DELETE FROM doomed", []).map_err(|e| self.db_err(e))?;
+        Ok(())
     }
 
     /// The ids of the sessions registered in the store.
@@ -324,6 +358,12 @@ impl Engine {
             .prepare_cached("SELECT 1 FROM blocks WHERE mh = ?1 AND inline = 0")
             .map_err(|e| self.db_err(e))?;
         for shard in read_dir(self.fs().blocks_dir())? {
+            // Only shard directories hold blocks; anything else here is not ours to judge (a
+            // stray regular file once made every GC fail).
+            if !shard.file_type().is_ok_and(|t| t.is_dir()) {
+                tracing::warn!(path = %shard.path().display(), "not a shard directory; left alone");
+                continue;
+            }
             for entry in read_dir(&shard.path())? {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let Some(mh) = name.strip_suffix(".data").and_then(decode_key) else { continue };
@@ -367,10 +407,23 @@ impl Engine {
 
     /// Totals for the whole store, including what GC would free.
     pub fn usage(&self) -> Result<Usage> {
-        self.flush_access()?;
-        self.write(|tx| {
+        // One read snapshot (temp tables live outside the store), so a read-only or full disk
+        // still reports.
+        self.read(|conn| {
+            conn.execute_batch("BEGIN DEFERRED").map_err(|e| self.db_err(e))?;
+            let usage = self.usage_in(conn);
+            let end = if usage.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            conn.execute_batch(end).map_err(|e| self.db_err(e))?;
+            usage
+        })
+    }
+
+    fn usage_in(&self, tx: &rusqlite::Connection) -> Result<Usage> {
+        {
             let (blocks, bytes): (i64, i64) = tx
-                .query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blocks", [], |row| Ok((row.get(0)?, row.get(1)?)))
+                .query_row("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blocks", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
                 .map_err(|e| self.db_err(e))?;
             tx.execute_batch(LIVE_SQL).map_err(|e| self.db_err(e))?;
             let reclaimable: i64 = tx
@@ -381,8 +434,12 @@ impl Engine {
                 )
                 .map_err(|e| self.db_err(e))?;
             tx.execute_batch("DELETE FROM temp.live").map_err(|e| self.db_err(e))?;
-            let pins: i64 = tx.query_row("SELECT COUNT(*) FROM pins", [], |row| row.get(0)).map_err(|e| self.db_err(e))?;
-            let names: i64 = tx.query_row("SELECT COUNT(*) FROM names", [], |row| row.get(0)).map_err(|e| self.db_err(e))?;
+            let pins: i64 = tx
+                .query_row("SELECT COUNT(*) FROM pins", [], |row| row.get(0))
+                .map_err(|e| self.db_err(e))?;
+            let names: i64 = tx
+                .query_row("SELECT COUNT(*) FROM names", [], |row| row.get(0))
+                .map_err(|e| self.db_err(e))?;
             Ok(Usage {
                 blocks: blocks as u64,
                 bytes: bytes as u64,
@@ -390,7 +447,7 @@ impl Engine {
                 pins: pins as u64,
                 names: names as u64,
             })
-        })
+        }
     }
 
     /// Rehashes every stored block; reports corrupt and missing ones by CID.
@@ -437,6 +494,7 @@ impl Engine {
                         .write_temp(&format!("{}-repair", self.session_id()), block.data())?;
                     self.fs().sync()?;
                     self.fs().commit(&temp, &mh)?;
+                    crate::crash::crash_point("repair-renamed");
                     self.fs().sync()?;
                 }
                 None => return Err(Error::NotFound { cid: block.cid().to_string() }),
@@ -446,14 +504,14 @@ impl Engine {
     }
 }
 
-fn read_dir(dir: &std::path::Path) -> Result<Vec<std::fs::DirEntry>> {
+pub(super) fn read_dir(dir: &std::path::Path) -> Result<Vec<std::fs::DirEntry>> {
     std::fs::read_dir(dir)
         .and_then(|entries| entries.collect())
         .map_err(|e| Error::io("list", dir, e))
 }
 
 /// Inverse of [`super::flatfs::key`].
-fn decode_key(key: &str) -> Option<Vec<u8>> {
+pub(super) fn decode_key(key: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(key.len() * 5 / 8);
     let mut buffer: u32 = 0;
     let mut bits = 0;

@@ -21,6 +21,7 @@ mod engine;
 mod flatfs;
 mod gc;
 mod names;
+mod rebuild;
 mod remote_pins;
 mod tiered;
 mod tree;
@@ -39,6 +40,7 @@ use engine::Engine;
 use engine::TempPin;
 pub use gc::{DagStat, GcReport, Pin, PinMode, Usage, VerifyReport};
 pub use names::{Expect, Name, NameEntry, NameHistoryEntry};
+pub use rebuild::RebuildReport;
 pub use remote_pins::{RemotePin, RemotePinState};
 pub use tiered::{
     FetchReport, Outcome, PushReport, Receipt, Receipted, TierStatus, TieredStatus, TieredStore,
@@ -218,6 +220,19 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         let engine = blocking(move || Engine::open(&dir, options.budget)).await?;
         Ok(Store { engine: Arc::new(engine) })
+    }
+
+    /// Rebuilds the lost index of the store in `dir` from its block files (see
+    /// [`RebuildReport`]) and opens it. Fails with [`Error::IndexReadable`] when the index is
+    /// fine.
+    pub async fn rebuild_index(
+        dir: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<(Store, RebuildReport)> {
+        let dir = dir.as_ref().to_path_buf();
+        let (engine, report) =
+            blocking(move || Engine::rebuild_index(&dir, options.budget)).await?;
+        Ok((Store { engine: Arc::new(engine) }, report))
     }
 
     /// Opens the store the configuration names: `<data_dir>/store`, with its budget.

@@ -174,21 +174,23 @@ impl Engine {
     /// Removes `namespace/name` if `expect` holds; its content loses this protection.
     pub fn name_remove(&self, name: &Name, expect: Expect) -> Result<()> {
         let (namespace, name) = (name.namespace(), name.name());
-        self.write(|tx| {
-            let Some(cid) = current(self, tx, namespace, name)? else {
-                return Err(Error::NameNotFound {
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
-                });
-            };
-            check_expect(namespace, name, expect, Some(&cid))?;
-            tx.execute(
-                "DELETE FROM names WHERE namespace = ?1 AND name = ?2",
-                params![namespace, name],
-            )
-            .map_err(|e| self.db_err(e))?;
-            let version = next_version(self, tx, namespace, name)?;
-            history(self, tx, namespace, name, version, None, now())
+        self.with_room(|| {
+            self.write(|tx| {
+                let Some(cid) = current(self, tx, namespace, name)? else {
+                    return Err(Error::NameNotFound {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                    });
+                };
+                check_expect(namespace, name, expect, Some(&cid))?;
+                tx.execute(
+                    "DELETE FROM names WHERE namespace = ?1 AND name = ?2",
+                    params![namespace, name],
+                )
+                .map_err(|e| self.db_err(e))?;
+                let version = next_version(self, tx, namespace, name)?;
+                history(self, tx, namespace, name, version, None, now())
+            })
         })
     }
 
