@@ -155,7 +155,8 @@ fn a_repair_killed_after_its_rename_is_finished_by_the_next() {
     assert_intact(&env, &[(cid, a)]);
 }
 
-const SECRETS: [(&str, &str); 3] = [("openai", "sk-one"), ("hf", "hf_two"), ("github", "ghp_three")];
+const SECRETS: [(&str, &str); 3] =
+    [("openai", "sk-one"), ("hf", "hf_two"), ("github", "ghp_three")];
 
 fn set_secrets(env: &Env) {
     for (name, value) in SECRETS {
@@ -178,7 +179,8 @@ fn assert_secrets_open(env: &Env) {
 
 #[test]
 fn rotate_key_killed_at_each_crash_point_leaves_every_secret_readable() {
-    for point in ["rotate-pending-written", "rotate-reencrypted", "rotate-promoted", "secrets-renamed"]
+    for point in
+        ["rotate-pending-written", "rotate-reencrypted", "rotate-promoted", "secrets-renamed"]
     {
         let env = Env::new();
         set_secrets(&env);

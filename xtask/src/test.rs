@@ -50,6 +50,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     service::ensure_apt_tool("ffmpeg", "ffmpeg")?;
     // The CPU-level tests run the binary under QEMU's user-mode emulator with AVX-512 hidden.
     service::ensure_apt_tool("qemu-x86_64", "qemu-user")?;
+    // The fault tests inject syscall errors with strace and mount a small tmpfs in a user
+    // namespace with unshare.
+    service::ensure_apt_tool("strace", "strace")?;
+    service::ensure_apt_tool("unshare", "util-linux")?;
 
     let wheels =
         installing.join().map_err(|_| anyhow::anyhow!("the server installer panicked"))??;

@@ -309,8 +309,11 @@ impl Error {
     pub fn is_no_space(&self) -> bool {
         match self {
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            // SQLITE_IOERR_SHMSIZE (4874): the `-shm` file could not be grown, which on
+            // Linux means the filesystem is full.
             Error::Database { source, .. } => {
                 source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+                    || matches!(source, rusqlite::Error::SqliteFailure(e, _) if e.extended_code == 4874)
             }
             _ => false,
         }

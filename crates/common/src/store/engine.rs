@@ -147,6 +147,8 @@ struct Session {
 /// Blocks of at most this many bytes are kept aside in `reserve` so that `gc`, `pin rm` and
 /// `names rm` can run on a full disk: SQLite needs room in its WAL to delete rows.
 const RESERVE_BYTES: u64 = 16 << 20;
+/// The reserve's file name in the store directory.
+const RESERVE: &str = "reserve";
 /// The schema version in `PRAGMA user_version` (2: the `doomed` table).
 const SCHEMA_VERSION: i64 = 2;
 /// Written at creation: a store with this file but no index lost its index (it did not
@@ -173,7 +175,16 @@ impl Engine {
     /// session is registered on the first write). A store whose index is missing, empty or
     /// unreadable while it holds data is an [`Error::StoreIndex`], never a fresh start.
     pub fn open(root: &Path, budget: Option<u64>) -> Result<Engine> {
-        Engine::open_checked(root, budget, true)
+        match Engine::open_checked(root, budget, true) {
+            // SQLite creates and sizes the WAL index (`-shm`, 32 KiB) on every first open: on
+            // a full disk even a read needs the reserve.
+            Err(e) if e.is_no_space() && root.join(RESERVE).exists() => {
+                tracing::warn!(error = %e, "the disk is full: using the store's reserve to open it");
+                remove_if_present(&root.join(RESERVE))?;
+                Engine::open_checked(root, budget, true)
+            }
+            other => other,
+        }
     }
 
     /// [`Engine::open`]; without `check`, a missing index is created whatever the store holds
@@ -270,7 +281,7 @@ impl Engine {
     }
 
     fn reserve_path(&self) -> PathBuf {
-        self.root.join("reserve")
+        self.root.join(RESERVE)
     }
 
     /// Keeps [`RESERVE_BYTES`] allocated in `reserve` while the disk has room to spare (best
@@ -369,6 +380,9 @@ impl Engine {
 
     /// Releases a temporary pin.
     pub fn release(&self, pin: TempPin) -> Result<()> {
+        if !self.registered() {
+            return Ok(()); // nothing was written under it (and the disk may be read-only)
+        }
         self.write(|tx| self.release_in(tx, pin))
     }
 
@@ -677,6 +691,13 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(|e| db(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| db(path, e))?;
+    // The first statement that reads the file: on a read-only filesystem it is the one that
+    // cannot open the WAL index.
+    let mode: String = match conn.pragma_query_value(None, "journal_mode", |row| row.get(0)) {
+        Ok(mode) => mode,
+        Err(e) if read_only_disk(&e) => return connect_immutable(path),
+        Err(e) => return Err(db(path, e)),
+    };
     // Measured with examples/blockbench (4 KiB blocks, batches of 1,000): 16 KiB pages speed
     // puts (52k/s) but halve gets (39k/s); default 4 KiB pages with a 64 MiB checkpoint
     // interval give 35k puts/s and 82k gets/s. The longer interval coalesces rewrites of the
@@ -686,11 +707,6 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "mmap_size", 1i64 << 30).map_err(|e| db(path, e))?;
     // WAL: readers never block the writer; FULL: a commit is durable when it returns. The
     // mode is persistent, so it is set only when not yet WAL (setting it is a write).
-    let mode: String = match conn.pragma_query_value(None, "journal_mode", |row| row.get(0)) {
-        Ok(mode) => mode,
-        Err(e) if read_only_disk(&e) => return connect_immutable(path),
-        Err(e) => return Err(db(path, e)),
-    };
     if !mode.eq_ignore_ascii_case("wal") {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| db(path, e))?;
     }
