@@ -1,6 +1,7 @@
 //! Parsers fed arbitrary and mutated input: they return typed errors, never panic, and never
 //! let a corrupt byte through. (`cargo fuzz` needs a nightly toolchain, which cannot be fetched
-//! here; these property tests cover the same surfaces on stable.)
+//! here; these property tests cover the same surfaces on stable.) Cases per property:
+//! `PROPTEST_CASES` when set (`cargo xtask fuzz` runs millions), else the figure below.
 
 // A test's unwrap is its assertion.
 #![allow(clippy::unwrap_used)]
@@ -12,6 +13,10 @@ use ipfs_accelerate_common::unixfs::{import, read_range, BlockSource, Profile};
 use ipfs_accelerate_common::Error;
 use proptest::prelude::*;
 use prost::Message;
+
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -32,7 +37,7 @@ fn valid_car() -> (Vec<u8>, Vec<u8>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn cid_parsing_never_panics(text in ".{0,80}", bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
@@ -52,7 +57,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(64), ..ProptestConfig::default() })]
 
     /// Flip, cut or splice a valid CAR anywhere: the import either fails with a typed error or
     /// stores only verified blocks, and whatever it stored reads back as the original bytes.
@@ -148,4 +153,71 @@ fn hostile_dags_are_malformed_errors() {
     // Imports of real content stay far below that depth.
     let imported = import(&vec![0u8; 3 << 20][..], Profile::KuboCidV1, &mut |_| Ok(())).unwrap();
     assert_eq!(imported.size, 3 << 20);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(2048), ..ProptestConfig::default() })]
+
+    /// `Retry-After`, HTTP dates and rate-limit resets from a hostile server: bounded waits
+    /// or `None`, never a panic or an overflow (`1e20` and `u64::MAX` once were both).
+    #[test]
+    fn fuzz_wait_headers_are_bounded(
+        text in prop_oneof![
+            ".{0,40}",
+            "[0-9]{1,30}(\\.[0-9]{0,10})?",
+            "-?[0-9]\\.?[0-9]*[eE][+-]?[0-9]{1,4}",
+            "(Mon|Sun), [0-9]{1,12} (Jan|Nov|Xyz) [0-9]{1,20} [0-9]{1,12}:[0-9]{1,3}:[0-9]{1,3} GMT",
+        ],
+        reset in any::<u64>(),
+        now in any::<u64>(),
+    ) {
+        use ipfs_accelerate_common::http::{http_date, retry_after, until_unix, MAX_WAIT};
+        if let Some(wait) = retry_after(&text) {
+            prop_assert!(wait <= MAX_WAIT);
+            // What callers do with it: add it to a clock.
+            prop_assert!(std::time::Instant::now().checked_add(wait).is_some());
+        }
+        let _ = http_date(&text);
+        prop_assert!(until_unix(reset, now) <= MAX_WAIT);
+    }
+
+    /// SSE/NDJSON framing: any bytes cut into any chunks give the lines of the whole, and no
+    /// line past the cap is ever buffered.
+    #[test]
+    fn fuzz_line_framing_is_chunking_independent_and_capped(
+        body in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), any::<u8>()], 0..600),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        limit in 1usize..64,
+    ) {
+        use ipfs_accelerate_common::http::LineBuffer;
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (body.len() + 1)).collect();
+        cuts.push(0);
+        cuts.push(body.len());
+        cuts.sort_unstable();
+        let mut framer = LineBuffer::new(limit);
+        let mut lines = Vec::new();
+        let mut refused = false;
+        for pair in cuts.windows(2) {
+            match framer.push(&body[pair[0]..pair[1]]) {
+                Ok(got) => lines.extend(got),
+                Err(_) => { refused = true; break; }
+            }
+        }
+        let whole: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+        let longest = whole.iter().map(|l| l.len()).max().unwrap_or(0);
+        if refused {
+            prop_assert!(longest > limit);
+        } else {
+            prop_assert!(longest <= limit);
+            if let Some(tail) = framer.finish() { lines.push(tail); }
+            let expected: Vec<Vec<u8>> = whole
+                .iter()
+                .enumerate()
+                .filter(|(i, l)| *i + 1 < whole.len() || !l.is_empty())
+                // A terminated line loses its `\r`; the unterminated tail is given as it came.
+                .map(|(i, l)| if i + 1 < whole.len() { l.strip_suffix(b"\r").unwrap_or(l) } else { l }.to_vec())
+                .collect();
+            prop_assert_eq!(lines, expected);
+        }
+    }
 }

@@ -478,6 +478,33 @@ pub fn bootstrap(
 mod tests {
     use super::*;
 
+    /// Peer records are comments anyone can post: any body, and any damage to a well-formed
+    /// one, parses to a record or a reason — never a panic (slicing, offsets, dates).
+    #[test]
+    fn fuzz_peer_record_comments_never_panic() {
+        use proptest::prelude::*;
+        let cases =
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+        let well_formed = format!(
+            "{MARKER} 12D3KooWabc -->\n```json\n{{\"record\": {{\"peer_id\": \"12D3KooWabc\", \"public_key\": \"AAAA\", \"addresses\": [], \"last_seen\": \"2026-12-07T10:00:00+00:00\"}}, \"signature\": \"AAAA\"}}\n```\n"
+        );
+        let body = prop_oneof![
+            ".{0,200}",
+            (0..well_formed.len(), 0..well_formed.len(), ".{0,12}").prop_map(
+                move |(a, b, junk)| {
+                    let (a, b) = (a.min(b), a.max(b));
+                    let cut = |i: usize| {
+                        (0..=i).rev().find(|&i| well_formed.is_char_boundary(i)).unwrap_or(0)
+                    };
+                    format!("{}{junk}{}", &well_formed[..cut(a)], &well_formed[cut(b)..])
+                }
+            ),
+        ];
+        proptest!(ProptestConfig::with_cases(cases), |(body in body)| {
+            let _ = parse(&body, Utc::now());
+        });
+    }
+
     #[test]
     fn public_addresses_are_recognised() {
         assert!(is_public("/ip4/8.8.8.8/tcp/4001"));

@@ -295,9 +295,18 @@ fn safetensors_summary(file: &str, header: &[u8]) -> Result<(BTreeMap<String, u6
         }
         let tensor: Tensor = serde_json::from_value(value)
             .map_err(|e| Error::invalid_file(file, format!("tensor {name}: {e}")))?;
-        let n = tensor.shape.iter().product::<u64>();
-        total += n;
-        *types.entry(tensor.dtype).or_default() += n;
+        // Shapes come from the file: a hostile [2^32, 2^32, 2^32] must not overflow.
+        let n = tensor.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).ok_or_else(|| {
+            Error::invalid_file(
+                file,
+                format!("tensor {name}: shape {:?} has more than 2^64 elements", tensor.shape),
+            )
+        })?;
+        total = total.checked_add(n).ok_or_else(|| {
+            Error::invalid_file(file, "more than 2^64 elements in all: not a real model")
+        })?;
+        let count = types.entry(tensor.dtype).or_default();
+        *count = count.saturating_add(n);
     }
     Ok((types, total))
 }
@@ -396,6 +405,40 @@ mod tests {
         let err = detect_hf(br#"{"architectures": ["BertModel"]}"#, "model.safetensors", None)
             .unwrap_err();
         assert!(err.to_string().contains("no model_type"), "{err}");
+    }
+
+    #[test]
+    fn fuzz_safetensors_headers_never_panic() {
+        use proptest::prelude::*;
+        let dims = proptest::collection::vec(
+            prop_oneof![Just(0u64), Just(u64::MAX), Just(1 << 32), any::<u64>()],
+            0..6,
+        );
+        let tensor = (dims, prop_oneof![Just("F32".to_string()), "[A-Z0-9]{1,4}"]);
+        let header = proptest::collection::btree_map("[a-z._]{1,12}", tensor, 0..6);
+        proptest!(ProptestConfig::with_cases(fuzz_cases()), |(header in header, junk in proptest::collection::vec(any::<u8>(), 0..64))| {
+            let json: serde_json::Value = header
+                .iter()
+                .map(|(name, (shape, dtype))| (name.clone(), serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [0, 0]})))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            let bytes = serde_json::to_vec(&json).unwrap();
+            let _ = safetensors_summary("model.safetensors", &bytes);
+            let _ = safetensors_summary("model.safetensors", &junk);
+            let _ = safetensors_header_len("model.safetensors", &junk);
+        });
+    }
+
+    /// Cases per fuzz property: `PROPTEST_CASES` (`cargo xtask fuzz` raises it), else 256.
+    fn fuzz_cases() -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    }
+
+    #[test]
+    fn a_hostile_shape_is_an_invalid_file_not_an_overflow() {
+        let header = br#"{"w": {"dtype": "F32", "shape": [4294967296, 4294967296, 16], "data_offsets": [0, 0]}}"#;
+        let err = safetensors_summary("model.safetensors", header).unwrap_err();
+        assert!(err.to_string().contains("more than 2^64"), "{err}");
     }
 
     #[test]
