@@ -138,8 +138,8 @@ fn in_namespace(env: &Env, script: &str) -> Output {
 #[test]
 fn a_full_disk_then_a_read_only_one_still_reads_and_frees() {
     let env = Env::new();
-    let keep = write(&env, "keep", &bytes(4, 8_000_000));
-    let junk = write(&env, "junk", &bytes(5, 8_000_000));
+    write(&env, "keep", &bytes(4, 8_000_000));
+    write(&env, "junk", &bytes(5, 8_000_000));
     let script = r#"
 mount -t tmpfs -o size=160m tmpfs "$MNT"
 KEEP=$("$B" storage add -Q --pin "$WORK/keep")

