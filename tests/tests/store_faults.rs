@@ -61,13 +61,16 @@ fn store_dir(env: &Env) -> PathBuf {
 }
 
 #[test]
-fn a_lost_index_is_an_error_naming_the_rebuild_and_gc_deletes_nothing() {
+fn a_lost_index_is_an_error_naming_the_rebuild_which_restores_it() {
     // Opening a store whose meta.sqlite was gone silently made an empty one; `verify` passed
     // with 0 blocks and `gc` deleted every block file as a stray.
     for damage in ["missing", "empty", "garbage"] {
         let env = Env::new();
         let data = bytes(1, 3_000_000);
         let cid = add(&env, &write(&env, "a", &data), true);
+        ok(&env, &["storage", "names", "set", "model/a", &cid]);
+        let other_data = bytes(2, 1_200_000);
+        let other = add(&env, &write(&env, "b", &other_data), false);
         let db = store_dir(&env).join("meta.sqlite");
         let block_files = || tests::files_under(&store_dir(&env).join("blocks")).len();
         let before = block_files();
@@ -87,15 +90,29 @@ fn a_lost_index_is_an_error_naming_the_rebuild_and_gc_deletes_nothing() {
         let rebuilt: serde_json::Value =
             serde_json::from_str(&ok(&env, &["--json", "storage", "verify", "--rebuild-index"]))
                 .unwrap();
-        assert_eq!(rebuilt["blocks"].as_u64().unwrap(), before as u64, "{rebuilt}");
-        assert_eq!(rebuilt["pinned_recursive"].as_array().unwrap().len(), before, "{rebuilt}");
+        // The large blocks from their files; the small roots, the pin and the name from the
+        // journal; the unpinned file's root named so that gc keeps it.
+        assert_eq!(rebuilt["files"].as_u64().unwrap(), before as u64, "{rebuilt}");
+        assert_eq!(rebuilt["journal_blocks"].as_u64().unwrap(), 2, "{rebuilt}");
+        assert_eq!(
+            (rebuilt["pins"].as_u64(), rebuilt["names"].as_u64()),
+            (Some(1), Some(1)),
+            "{rebuilt}"
+        );
+        assert_eq!(
+            rebuilt["recovered"],
+            serde_json::json!([format!("recovered/{other}")]),
+            "{rebuilt}"
+        );
+        assert_eq!(rebuilt["unrestorable"], serde_json::json!([]), "{rebuilt}");
         ok(&env, &["storage", "gc"]);
         ok(&env, &["storage", "verify"]);
         assert_eq!(block_files(), before, "{damage}: the recovered blocks survive gc");
-        // The file's root was small (it lived in the index): adding the file again restores
-        // it, on top of the recovered leaves.
-        assert_eq!(add(&env, &env.home().join("a"), true), cid);
-        assert_eq!(env.std_cmd().args(["storage", "cat", &cid]).output().unwrap().stdout, data);
+        assert_eq!(ok(&env, &["storage", "names", "get", "model/a"]), cid);
+        for (cid, data) in [(&cid, &data), (&other, &other_data)] {
+            let cat = env.std_cmd().args(["storage", "cat", cid]).output().unwrap();
+            assert!(cat.stdout == *data, "{damage}: {cid} reads back");
+        }
         let again = run(&env, &["storage", "verify", "--rebuild-index"]);
         assert_reported(&again, "nothing to rebuild");
     }

@@ -34,12 +34,15 @@ impl Output {
         if self.json && error.downcast_ref::<AlreadyReported>().is_some() {
             return;
         }
+        // Written, not `println!`: when stdout or stderr itself is what failed (a full disk
+        // under a redirect, a closed pipe), reporting must not turn the error into a panic.
+        use std::io::Write;
         if self.json {
             let body =
                 serde_json::json!({ "error": { "kind": error_kind(error), "message": message } });
-            println!("{body}");
+            let _ = writeln!(std::io::stdout(), "{body}");
         } else {
-            eprintln!("error: {message}");
+            let _ = writeln!(std::io::stderr(), "error: {message}");
         }
     }
 }

@@ -129,23 +129,28 @@ pub async fn run(
                 for file in &report.quarantined {
                     println!("quarantined {} (its bytes do not match its name)", file.display());
                 }
-                for cid in &report.pinned_recursive {
-                    println!("pinned      {cid} (recursive: its DAG is whole)");
+                for what in &report.unrestorable {
+                    println!("lost        {what}");
                 }
-                for cid in &report.pinned_direct {
-                    println!("pinned      {cid} (direct: blocks under it were lost)");
+                for name in &report.recovered {
+                    println!("recovered   {name} (a root nothing else protected)");
                 }
                 println!(
-                    "read {} block files: {} blocks indexed ({} dag-pb), {} quarantined; {} roots pinned",
-                    report.files,
+                    "indexed {} blocks ({} block files, {} small blocks from the journal, {} dag-pb); restored {} pins and {} names; {} files quarantined, {} journal bytes skipped",
                     report.blocks,
+                    report.files,
+                    report.journal_blocks,
                     report.dag_pb,
+                    report.pins,
+                    report.names,
                     report.quarantined.len(),
-                    report.pinned_recursive.len() + report.pinned_direct.len()
+                    report.journal_skipped_bytes
                 );
-                println!(
-                    "pins, names and blocks of 16 KiB or less lived in the old index: re-pin what you need; `storage verify --repair` fetches missing blocks from the remote tiers"
-                );
+                if !report.recovered.is_empty() {
+                    println!(
+                        "`storage names ls recovered` lists the recovered roots; `storage names rm` one to let gc collect it"
+                    );
+                }
             })
         }
         StorageCommand::Verify { repair: false, repair_from: None, .. } => {

@@ -24,6 +24,7 @@ use cid::Cid;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::flatfs::{remove_if_present, FlatFs};
+use super::journal::{Journal, Record};
 use crate::cid::{Block, Multihash, DAG_PB};
 use crate::unixfs::pb;
 use crate::{Error, Result};
@@ -149,7 +150,7 @@ struct Session {
 const RESERVE_BYTES: u64 = 16 << 20;
 /// The reserve's file name in the store directory.
 const RESERVE: &str = "reserve";
-/// The schema version in `PRAGMA user_version` (2: the `doomed` table).
+/// The schema version in `PRAGMA user_version` (2: the `doomed` table and the journal).
 const SCHEMA_VERSION: i64 = 2;
 /// Written at creation: a store with this file but no index lost its index (it did not
 /// start empty), even when every block was small enough to live inside the index.
@@ -168,6 +169,7 @@ pub struct Engine {
     next_tmp: AtomicU64,
     access: Mutex<HashMap<Multihash, i64>>,
     budget: Option<u64>,
+    journal: Journal,
 }
 
 impl Engine {
@@ -196,7 +198,7 @@ impl Engine {
         if check {
             check_index(root, &db_path, &fs)?;
         }
-        let (writer, reader) = retry_busy(&db_path, || {
+        let (writer, reader, version) = retry_busy(&db_path, || {
             let writer = connect(&db_path)?;
             let version: i64 = writer
                 .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -208,10 +210,17 @@ impl Engine {
                     ))
                     .map_err(|e| db(&db_path, e))?;
             }
-            Ok((writer, connect(&db_path)?))
+            Ok((writer, connect(&db_path)?, version))
         })?;
         write_marker(root);
         let engine = Engine::with(root, db_path, fs, writer, reader, budget);
+        if version < SCHEMA_VERSION && engine.journal.len() == 0 {
+            // A new store, or one from before the journal: write it from what the index holds.
+            // (A journal that exists is kept: a rebuild is about to replay it.)
+            if let Err(e) = engine.write(|tx| engine.journal.rewrite(&engine.journal_state(tx)?)) {
+                tracing::warn!(error = %e, "could not write the store's recovery journal");
+            }
+        }
         engine.keep_reserve();
         tracing::debug!(store = %root.display(), session = %engine.session.id, "opened store");
         Ok(engine)
@@ -242,6 +251,7 @@ impl Engine {
             next_tmp: AtomicU64::new(0),
             access: Mutex::new(HashMap::new()),
             budget,
+            journal: Journal::new(root),
         }
     }
 
@@ -333,6 +343,10 @@ impl Engine {
         self.budget
     }
 
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     pub(crate) fn fs(&self) -> &FlatFs {
         &self.fs
     }
@@ -405,6 +419,7 @@ impl Engine {
         let result = self.write(|tx| {
             let mut added = 0u64;
             let mut renamed = false;
+            let mut journal = Vec::new();
             let t = now();
             for (i, block) in blocks.iter().enumerate() {
                 let mh = block.cid().hash().to_bytes();
@@ -434,6 +449,9 @@ impl Engine {
                         place_file(temps.remove(&i))?;
                     }
                     let data = inline.then(|| block.data());
+                    if inline {
+                        journal.push(Record::Block { cid: *block.cid(), data: block.data().to_vec() });
+                    }
                     tx.prepare_cached("INSERT INTO blocks (mh, codec, size, inline, atime, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                         .and_then(|mut s| s.execute(params![mh, block.cid().codec() as i64, block.data().len() as i64, inline, t, data]))
                         .map_err(|e| self.db_err(e))?;
@@ -452,6 +470,7 @@ impl Engine {
                         .map_err(|e| self.db_err(e))?;
                 }
             }
+            self.journal.append(&journal)?;
             if renamed {
                 crate::crash::crash_point("put-renamed");
                 // The renames must be durable before the rows that point at them.

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::engine::{now, Engine};
 use super::flatfs::remove_if_present;
+use super::journal::Record;
 use crate::cid::Block;
 use crate::{Error, Result};
 
@@ -95,7 +96,7 @@ impl VerifyReport {
     }
 }
 
-const LIVE_SQL: &str = "
+pub(super) const LIVE_SQL: &str = "
 CREATE TEMP TABLE IF NOT EXISTS live (mh BLOB PRIMARY KEY) WITHOUT ROWID;
 DELETE FROM temp.live;
 INSERT OR IGNORE INTO temp.live (mh)
@@ -120,18 +121,7 @@ impl Engine {
     /// Pins `cid`. A recursive pin requires the whole DAG to be present: the first missing
     /// block is an [`Error::NotFound`] and nothing is pinned.
     pub fn pin(&self, cid: &Cid, mode: PinMode) -> Result<()> {
-        let mh = cid.hash().to_bytes();
-        self.write(|tx| {
-            self.check_complete(tx, cid, mode)?;
-            let recursive = mode == PinMode::Recursive;
-            tx.execute(
-                "INSERT INTO pins (mh, cid, recursive, created) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (mh) DO UPDATE SET recursive = max(recursive, excluded.recursive), cid = excluded.cid",
-                params![mh, cid.to_string(), recursive, now()],
-            )
-            .map_err(|e| self.db_err(e))?;
-            Ok(())
-        })
+        self.write(|tx| self.pin_in(tx, cid, mode))
     }
 
     /// Pins inside an existing transaction (used by add to pin and release atomically).
@@ -148,7 +138,7 @@ impl Engine {
             params![cid.hash().to_bytes(), cid.to_string(), mode == PinMode::Recursive, now()],
         )
         .map_err(|e| self.db_err(e))?;
-        Ok(())
+        self.journal().append(&[Record::Pin { cid: *cid, recursive: mode == PinMode::Recursive }])
     }
 
     /// Fails with the first missing block of `cid`'s DAG (only the root for a direct pin).
@@ -191,8 +181,13 @@ impl Engine {
     pub fn unpin(&self, cid: &Cid) -> Result<()> {
         let removed = self.with_room(|| {
             self.write(|tx| {
-                tx.execute("DELETE FROM pins WHERE mh = ?1", params![cid.hash().to_bytes()])
-                    .map_err(|e| self.db_err(e))
+                let removed = tx
+                    .execute("DELETE FROM pins WHERE mh = ?1", params![cid.hash().to_bytes()])
+                    .map_err(|e| self.db_err(e))?;
+                if removed > 0 {
+                    self.journal().append(&[Record::Unpin { cid: *cid }])?;
+                }
+                Ok(removed)
             })
         })?;
         if removed == 0 {
@@ -287,10 +282,64 @@ impl Engine {
             self.remove_doomed(tx)?;
             if want.is_none() {
                 report.stray_files_removed = self.remove_strays(tx)?;
+                self.compact_journal(tx)?;
             }
             Ok(())
         })?;
         Ok(report)
+    }
+
+    /// Rewrites the journal to the live small blocks, pins and names once deleted content
+    /// makes up most of it (under the write lock, so no append races the rename).
+    pub(crate) fn compact_journal(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        let live: i64 = tx
+            .query_row(
+                "SELECT COALESCE(SUM(size + 64), 0) + (SELECT COUNT(*) * 128 FROM pins) + (SELECT COUNT(*) * 192 FROM names)
+                 FROM blocks WHERE inline = 1",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.db_err(e))?;
+        let live = u64::try_from(live).unwrap_or(0);
+        if self.journal().len() <= live.saturating_mul(2).saturating_add(1 << 20) {
+            return Ok(());
+        }
+        self.journal().rewrite(&self.journal_state(tx)?)
+    }
+
+    /// The records that rebuild what the index holds now: small blocks, pins, names.
+    pub(crate) fn journal_state(&self, tx: &rusqlite::Connection) -> Result<Vec<Record>> {
+        let mut records = Vec::new();
+        let cid_of = |codec: i64, mh: &[u8]| -> Option<Cid> {
+            let hash = crate::cid::Multihash::from_bytes(mh).ok()?;
+            Some(Cid::new_v1(u64::try_from(codec).ok()?, hash))
+        };
+        let blocks: Vec<(Vec<u8>, i64, Vec<u8>)> = tx
+            .prepare("SELECT mh, codec, data FROM blocks WHERE inline = 1 ORDER BY id")
+            .and_then(|mut s| {
+                s.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
+            })
+            .map_err(|e| self.db_err(e))?;
+        records.extend(blocks.into_iter().filter_map(|(mh, codec, data)| {
+            Some(Record::Block { cid: cid_of(codec, &mh)?, data })
+        }));
+        let pins: Vec<(String, bool)> = tx
+            .prepare("SELECT cid, recursive FROM pins ORDER BY created")
+            .and_then(|mut s| s.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
+            .map_err(|e| self.db_err(e))?;
+        records.extend(pins.into_iter().filter_map(|(cid, recursive)| {
+            Some(Record::Pin { cid: crate::cid::parse(&cid).ok()?, recursive })
+        }));
+        let names: Vec<(String, String, String)> = tx
+            .prepare("SELECT namespace, name, cid FROM names ORDER BY updated")
+            .and_then(|mut s| {
+                s.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect()
+            })
+            .map_err(|e| self.db_err(e))?;
+        records.extend(names.into_iter().filter_map(|(namespace, name, cid)| {
+            Some(Record::Name { namespace, name, cid: crate::cid::parse(&cid).ok()? })
+        }));
+        Ok(records)
     }
 
     /// Removes the files of blocks whose rows a sweep deleted, unless a row is back.
@@ -487,6 +536,10 @@ impl Engine {
                         params![mh, block.data()],
                     )
                     .map_err(|e| self.db_err(e))?;
+                    self.journal().append(&[Record::Block {
+                        cid: *block.cid(),
+                        data: block.data().to_vec(),
+                    }])?;
                 }
                 Some(false) => {
                     let temp = self

@@ -20,6 +20,7 @@ pub(crate) mod car;
 mod engine;
 mod flatfs;
 mod gc;
+mod journal;
 mod names;
 mod rebuild;
 mod remote_pins;

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::engine::{now, Engine};
 use super::gc::PinMode;
+use super::journal::Record;
 use crate::{Error, Result};
 
 /// What the current value must be for an update to apply.
@@ -140,6 +141,11 @@ impl Engine {
             )
             .map_err(|e| self.db_err(e))?;
             history(self, tx, namespace, name, version, Some(&cid.to_string()), t)?;
+            self.journal().append(&[Record::Name {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                cid: *cid,
+            }])?;
             Ok(version)
         }
     }
@@ -189,7 +195,11 @@ impl Engine {
                 )
                 .map_err(|e| self.db_err(e))?;
                 let version = next_version(self, tx, namespace, name)?;
-                history(self, tx, namespace, name, version, None, now())
+                history(self, tx, namespace, name, version, None, now())?;
+                self.journal().append(&[Record::Unname {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                }])
             })
         })
     }

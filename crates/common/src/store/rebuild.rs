@@ -1,15 +1,15 @@
-//! Rebuilding a lost index (`meta.sqlite`) from the block files: `storage verify
-//! --rebuild-index`.
+//! Rebuilding a lost index (`meta.sqlite`) from what the store keeps outside it: `storage
+//! verify --rebuild-index`.
 //!
-//! Block files are named by multihash, so each is verified against its own name. What a file
-//! cannot say is its codec: a block is taken as dag-pb when it decodes as a dag-pb node *and*
-//! re-encodes to the same bytes (dag-pb's encoding is canonical, so raw data passes this only
-//! by being a canonical dag-pb node already), otherwise raw. Blocks of 16 KiB or less lived
-//! inside the index and are gone with it; so are pins and names. What is recovered stays
-//! safe from GC: every root (a block no recovered block links to) is pinned, recursively when
-//! its DAG is complete, directly otherwise — so nothing recovered is collected until someone
-//! decides it may be.
+//! Large blocks are files named by multihash, so each is verified against its own name; what a
+//! file cannot say is its codec: it is taken as dag-pb when it decodes as a dag-pb node *and*
+//! re-encodes to the same bytes (dag-pb's encoding is canonical, so raw data passes only by
+//! being a canonical dag-pb node already), otherwise raw. Small blocks, pins and names come
+//! from the recovery journal (`journal.rs`), each block verified against its CID. Roots that
+//! no restored pin or name protects are named `recovered/<cid>`, so nothing recovered is
+//! collected until someone decides it may be. Cache entries and name history are not rebuilt.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cid::Cid;
@@ -18,6 +18,8 @@ use serde::Serialize;
 
 use super::engine::{now, Engine};
 use super::gc::{decode_key, PinMode};
+use super::journal::Record;
+use super::names::{Expect, Name};
 use crate::cid::{Block, Multihash, DAG_PB, RAW};
 use crate::unixfs::pb::PbNode;
 use crate::{Error, Result};
@@ -29,16 +31,24 @@ pub struct RebuildReport {
     pub old_index: Option<PathBuf>,
     /// Block files read.
     pub files: u64,
-    /// Blocks verified and indexed.
+    /// Blocks verified and indexed: files and journal together.
     pub blocks: u64,
+    /// Of those, small blocks from the journal.
+    pub journal_blocks: u64,
     /// Of those, dag-pb nodes.
     pub dag_pb: u64,
+    /// Damaged journal bytes skipped (a torn last record, say).
+    pub journal_skipped_bytes: u64,
     /// Files whose bytes do not match their name, moved to `quarantine/`.
     pub quarantined: Vec<PathBuf>,
-    /// Roots pinned recursively (their whole DAG is present).
-    pub pinned_recursive: Vec<String>,
-    /// Roots pinned directly (blocks under them were lost with the index).
-    pub pinned_direct: Vec<String>,
+    /// Pins restored.
+    pub pins: u64,
+    /// Names restored.
+    pub names: u64,
+    /// Pins and names that could not be restored, with why (content lost).
+    pub unrestorable: Vec<String>,
+    /// Names `recovered/<cid>` given to roots nothing else protects.
+    pub recovered: Vec<String>,
 }
 
 impl Engine {
@@ -109,34 +119,119 @@ impl Engine {
                     report.blocks += 1;
                     if block.cid().codec() == DAG_PB {
                         report.dag_pb += 1;
-                        for child in crate::unixfs::pb::links(block.cid(), block.data())? {
-                            tx.prepare_cached("INSERT OR IGNORE INTO refs (parent, child, child_cid) VALUES (?1, ?2, ?3)")
-                                .and_then(|mut s| s.execute(params![mh, child.hash().to_bytes(), child.to_bytes()]))
-                                .map_err(|e| self.db_err(e))?;
-                        }
+                        self.insert_refs(tx, &mh, &block)?;
                     }
                 }
             }
+            self.replay_journal(tx, report)?;
+            // Roots (blocks no other links to) that nothing restored protects.
+            tx.execute_batch(super::gc::LIVE_SQL).map_err(|e| self.db_err(e))?;
             let roots: Vec<(Vec<u8>, i64)> = tx
-                .prepare("SELECT mh, codec FROM blocks WHERE NOT EXISTS (SELECT 1 FROM refs WHERE refs.child = blocks.mh) ORDER BY mh")
+                .prepare(
+                    "SELECT mh, codec FROM blocks WHERE NOT EXISTS (SELECT 1 FROM refs WHERE refs.child = blocks.mh)
+                     AND NOT EXISTS (SELECT 1 FROM temp.live WHERE live.mh = blocks.mh) ORDER BY mh",
+                )
                 .and_then(|mut s| s.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
                 .map_err(|e| self.db_err(e))?;
+            tx.execute_batch("DELETE FROM temp.live").map_err(|e| self.db_err(e))?;
             for (mh, codec) in roots {
                 let Ok(hash) = Multihash::from_bytes(&mh) else { continue };
                 let cid = Cid::new_v1(u64::try_from(codec).unwrap_or(RAW), hash);
-                let mode = match self.check_complete(tx, &cid, PinMode::Recursive) {
-                    Ok(()) => PinMode::Recursive,
-                    Err(Error::NotFound { .. }) => PinMode::Direct,
-                    Err(e) => return Err(e),
-                };
-                self.pin_in(tx, &cid, mode)?;
-                match mode {
-                    PinMode::Recursive => report.pinned_recursive.push(cid.to_string()),
-                    PinMode::Direct => report.pinned_direct.push(cid.to_string()),
+                let name = Name::new("recovered", &cid.to_string())?;
+                if let Err(e) = self.name_set_in(tx, &name, &cid, Expect::Any) {
+                    // An incomplete DAG cannot be named; pin its root directly instead.
+                    tracing::debug!(%cid, error = %e, "recovered root pinned directly");
+                    self.pin_in(tx, &cid, PinMode::Direct)?;
+                }
+                report.recovered.push(name.to_string());
+            }
+            // The journal now says exactly what the new index holds.
+            self.journal().rewrite(&self.journal_state(tx)?)
+        })
+    }
+
+    /// Replays the journal into the new index: small blocks (verified), then the pins and
+    /// names that were in force at its end.
+    fn replay_journal(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        report: &mut RebuildReport,
+    ) -> Result<()> {
+        let (records, skipped) = self.journal().read()?;
+        report.journal_skipped_bytes = skipped;
+        let mut pins: BTreeMap<Vec<u8>, (Cid, bool)> = BTreeMap::new();
+        let mut names: BTreeMap<(String, String), Cid> = BTreeMap::new();
+        let t = now();
+        for record in records {
+            match record {
+                Record::Block { cid, data } => {
+                    let Ok(block) = Block::verified(cid, data) else {
+                        report.journal_skipped_bytes += 1;
+                        continue;
+                    };
+                    let mh = cid.hash().to_bytes();
+                    let size = i64::try_from(block.data().len()).unwrap_or(i64::MAX);
+                    let inserted = tx
+                        .prepare_cached("INSERT OR IGNORE INTO blocks (mh, codec, size, inline, atime, data) VALUES (?1, ?2, ?3, 1, ?4, ?5)")
+                        .and_then(|mut s| s.execute(params![mh, cid.codec() as i64, size, t, block.data()]))
+                        .map_err(|e| self.db_err(e))?;
+                    if inserted == 0 {
+                        continue;
+                    }
+                    report.blocks += 1;
+                    report.journal_blocks += 1;
+                    if cid.codec() == DAG_PB {
+                        report.dag_pb += 1;
+                        self.insert_refs(tx, &mh, &block)?;
+                    }
+                }
+                Record::Pin { cid, recursive } => {
+                    let entry = pins.entry(cid.hash().to_bytes()).or_insert((cid, false));
+                    *entry = (cid, entry.1 || recursive);
+                }
+                Record::Unpin { cid } => {
+                    pins.remove(&cid.hash().to_bytes());
+                }
+                Record::Name { namespace, name, cid } => {
+                    names.insert((namespace, name), cid);
+                }
+                Record::Unname { namespace, name } => {
+                    names.remove(&(namespace, name));
                 }
             }
-            Ok(())
-        })
+        }
+        for (cid, recursive) in pins.into_values() {
+            let mode = if recursive { PinMode::Recursive } else { PinMode::Direct };
+            match self.pin_in(tx, &cid, mode) {
+                Ok(()) => report.pins += 1,
+                Err(Error::NotFound { cid: missing }) => {
+                    report.unrestorable.push(format!("pin {cid}: block {missing} is lost"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for ((namespace, name), cid) in names {
+            let full = Name::new(&namespace, &name)?;
+            match self.name_set_in(tx, &full, &cid, Expect::Any) {
+                Ok(_) => report.names += 1,
+                Err(Error::NotFound { cid: missing }) => report
+                    .unrestorable
+                    .push(format!("name {full} → {cid}: block {missing} is lost")),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_refs(&self, tx: &rusqlite::Transaction<'_>, mh: &[u8], block: &Block) -> Result<()> {
+        for child in crate::unixfs::pb::links(block.cid(), block.data())? {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO refs (parent, child, child_cid) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![mh, child.hash().to_bytes(), child.to_bytes()]))
+            .map_err(|e| self.db_err(e))?;
+        }
+        Ok(())
     }
 }
 
