@@ -6,6 +6,10 @@
 //!
 //! - [`config`]: the typed configuration, layered defaults → config file → environment → flags,
 //!   with the source of every value, and the one truthiness parser for environment values.
+//! - [`store`], [`cache`], [`secrets`], [`remote`], [`unixfs`], [`cid`]: the store and what
+//!   is built on it (see each module).
+//! - [`http`]: the bounds on what remote servers send (waits, bodies, stream lines).
+//! - [`crash`]: crash points the fault tests kill the process at.
 //!
 //! ```
 //! use ipfs_accelerate_common::config::{Config, LoadOptions};
