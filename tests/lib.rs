@@ -116,6 +116,50 @@ impl Env {
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         json_of(self.std_cmd(), args)
     }
+
+    /// Writes `data` to `name` in the home directory; returns its path.
+    #[allow(clippy::disallowed_methods)] // a test's input file, not product state
+    pub fn write_file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let path = self.home().join(name);
+        std::fs::write(&path, data).expect("writing a test file");
+        path
+    }
+
+    /// Runs the binary with `args` and returns what it did.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.std_cmd().args(args).output().expect("running ipfs-accelerate")
+    }
+
+    /// Runs the binary with `args`, asserts it succeeded, and returns its stdout, trimmed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// `storage add -Q [--pin] PATH`: the CID.
+    pub fn add(&self, path: &std::path::Path, pin: bool) -> String {
+        let path = path.to_str().expect("a UTF-8 test path");
+        if pin {
+            self.ok(&["storage", "add", "-Q", "--pin", path])
+        } else {
+            self.ok(&["storage", "add", "-Q", path])
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift64): distinct per seed and incompressible, so
+/// files made from different seeds share no block.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 /// Runs `cmd --json ARGS`, asserts it succeeded (showing its output if not), and parses stdout.

@@ -11,53 +11,14 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tests::Env;
 
 fn rounds() -> u64 {
     std::env::var("IPFS_ACCELERATE_TORTURE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
-}
-
-/// Deterministic bytes (xorshift): distinct per seed, incompressible enough for real blocks.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn write(env: &Env, name: &str, data: &[u8]) -> PathBuf {
-    let path = env.home().join(name);
-    std::fs::write(&path, data).unwrap();
-    path
-}
-
-fn run(env: &Env, args: &[&str]) -> Output {
-    env.std_cmd().args(args).output().unwrap()
-}
-
-fn ok(env: &Env, args: &[&str]) -> String {
-    let output = run(env, args);
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-fn add(env: &Env, path: &Path, pin: bool) -> String {
-    let mut args = vec!["storage", "add", "-Q"];
-    if pin {
-        args.push("--pin");
-    }
-    let path = path.to_str().unwrap();
-    args.push(path);
-    ok(env, &args)
 }
 
 /// Runs `args` with the process set to kill itself at `point`; asserts it died there.
@@ -74,7 +35,7 @@ fn killed_at(env: &Env, point: &str, args: &[&str]) {
 
 /// No row without its bytes, and every pinned file reads back exactly.
 fn assert_intact(env: &Env, pinned: &[(String, Vec<u8>)]) {
-    let verify = run(env, &["storage", "verify"]);
+    let verify = env.run(&["storage", "verify"]);
     assert!(
         verify.status.success(),
         "verify: {}{}",
@@ -82,7 +43,7 @@ fn assert_intact(env: &Env, pinned: &[(String, Vec<u8>)]) {
         String::from_utf8_lossy(&verify.stderr)
     );
     for (cid, data) in pinned {
-        let cat = run(env, &["storage", "cat", cid]);
+        let cat = env.run(&["storage", "cat", cid]);
         assert!(cat.status.success(), "cat {cid}: {}", String::from_utf8_lossy(&cat.stderr));
         assert!(cat.stdout == *data, "{cid} read back different bytes");
     }
@@ -94,16 +55,16 @@ fn gc_killed_at_each_crash_point_then_a_re_add_reads_back() {
     // same file exited 0 with 49–82 blocks missing, and `cat` failed.
     for point in ["gc-rows-deleted", "gc-committed", "gc-file-removed", "gc-file-removed:2"] {
         let env = Env::new();
-        let (a, b) = (bytes(1, 3_000_000), bytes(2, 2_500_000));
-        let a_cid = add(&env, &write(&env, "a", &a), true);
-        let b_path = write(&env, "b", &b);
-        add(&env, &b_path, false);
+        let (a, b) = (tests::pseudo_random(1, 3_000_000), tests::pseudo_random(2, 2_500_000));
+        let a_cid = env.add(&env.write_file("a", &a), true);
+        let b_path = env.write_file("b", &b);
+        env.add(&b_path, false);
         killed_at(&env, point, &["storage", "gc"]);
         assert_intact(&env, &[(a_cid.clone(), a.clone())]);
-        let b_cid = add(&env, &b_path, true);
+        let b_cid = env.add(&b_path, true);
         let pinned = [(a_cid, a), (b_cid, b)];
         assert_intact(&env, &pinned);
-        ok(&env, &["storage", "gc"]);
+        env.ok(&["storage", "gc"]);
         assert_intact(&env, &pinned);
     }
 }
@@ -111,47 +72,47 @@ fn gc_killed_at_each_crash_point_then_a_re_add_reads_back() {
 #[test]
 fn an_add_killed_between_rename_and_commit_leaves_a_stray_gc_removes() {
     let env = Env::new();
-    let a = bytes(3, 2_000_000);
-    let path = write(&env, "a", &a);
+    let a = tests::pseudo_random(3, 2_000_000);
+    let path = env.write_file("a", &a);
     killed_at(&env, "put-renamed", &["storage", "add", "--pin", path.to_str().unwrap()]);
     assert_intact(&env, &[]);
     let gc: serde_json::Value =
-        serde_json::from_str(&ok(&env, &["--json", "storage", "gc"])).unwrap();
+        serde_json::from_str(&env.ok(&["--json", "storage", "gc"])).unwrap();
     assert!(gc["stray_files_removed"].as_u64().unwrap() >= 1, "{gc}");
-    let cid = add(&env, &path, true);
+    let cid = env.add(&path, true);
     assert_intact(&env, &[(cid, a)]);
 }
 
 #[test]
 fn a_row_whose_file_is_gone_is_reported_and_restored_by_the_next_add() {
     let env = Env::new();
-    let a = bytes(4, 1_500_000);
-    let path = write(&env, "a", &a);
-    let cid = add(&env, &path, true);
+    let a = tests::pseudo_random(4, 1_500_000);
+    let path = env.write_file("a", &a);
+    let cid = env.add(&path, true);
     let blocks = env.home().join("data/store/blocks");
     let victim = tests::files_under(&blocks).into_iter().next().unwrap().0;
     std::fs::remove_file(&victim).unwrap();
-    let verify = run(&env, &["--json", "storage", "verify"]);
+    let verify = env.run(&["--json", "storage", "verify"]);
     assert!(!verify.status.success());
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
     assert_eq!(report["missing"].as_array().unwrap().len(), 1, "{report}");
-    assert_eq!(add(&env, &path, true), cid);
+    assert_eq!(env.add(&path, true), cid);
     assert_intact(&env, &[(cid, a)]);
 }
 
 #[test]
 fn a_repair_killed_after_its_rename_is_finished_by_the_next() {
     let (env, donor) = (Env::new(), Env::new());
-    let a = bytes(5, 1_200_000);
-    let cid = add(&env, &write(&env, "a", &a), true);
-    add(&donor, &write(&donor, "a", &a), true);
+    let a = tests::pseudo_random(5, 1_200_000);
+    let cid = env.add(&env.write_file("a", &a), true);
+    donor.add(&donor.write_file("a", &a), true);
     let blocks = env.home().join("data/store/blocks");
     let victim = tests::files_under(&blocks).into_iter().next().unwrap().0;
     std::fs::write(&victim, b"rotten").unwrap();
     let from = donor.home().join("data");
     let from = from.to_str().unwrap();
     killed_at(&env, "repair-renamed", &["storage", "verify", "--repair-from", from]);
-    ok(&env, &["storage", "verify", "--repair-from", from]);
+    env.ok(&["storage", "verify", "--repair-from", from]);
     assert_intact(&env, &[(cid, a)]);
 }
 
@@ -173,7 +134,7 @@ fn set_secrets(env: &Env) {
 
 fn assert_secrets_open(env: &Env) {
     for (name, value) in SECRETS {
-        assert_eq!(ok(env, &["secrets", "get", name, "--reveal"]), value, "secret {name}");
+        assert_eq!(env.ok(&["secrets", "get", name, "--reveal"]), value, "secret {name}");
     }
 }
 
@@ -186,7 +147,7 @@ fn rotate_key_killed_at_each_crash_point_leaves_every_secret_readable() {
         set_secrets(&env);
         killed_at(&env, point, &["secrets", "rotate-key"]);
         assert_secrets_open(&env);
-        ok(&env, &["secrets", "rotate-key"]);
+        env.ok(&["secrets", "rotate-key"]);
         assert_secrets_open(&env);
     }
 }
@@ -228,8 +189,8 @@ fn kill_after(mut cmd: Command, delay: Duration) -> bool {
 fn kill_9_loops_on_gc_add_and_rotate_key_lose_nothing() {
     let env = Env::new();
     set_secrets(&env);
-    let keep = bytes(6, 2_000_000);
-    let keep_cid = add(&env, &write(&env, "keep", &keep), true);
+    let keep = tests::pseudo_random(6, 2_000_000);
+    let keep_cid = env.add(&env.write_file("keep", &keep), true);
     let mut pinned = vec![(keep_cid, keep)];
     let mut kills = 0u64;
     let rounds = rounds();
@@ -237,14 +198,14 @@ fn kill_9_loops_on_gc_add_and_rotate_key_lose_nothing() {
         // Spread the kill instant over each command's run (a debug or release binary takes
         // 10–200 ms here).
         let delay = Duration::from_millis(5 + (round * 37) % 120);
-        let churn = bytes(100 + round, 1_000_000 + (round as usize % 7) * 100_000);
-        let churn_path = write(&env, "churn", &churn);
-        add(&env, &churn_path, false);
+        let churn = tests::pseudo_random(100 + round, 1_000_000 + (round as usize % 7) * 100_000);
+        let churn_path = env.write_file("churn", &churn);
+        env.add(&churn_path, false);
         let mut gc = env.std_cmd();
         gc.args(["storage", "gc"]);
         kills += u64::from(kill_after(gc, delay));
-        let data = bytes(1000 + round, 1_500_000);
-        let path = write(&env, &format!("file{round}"), &data);
+        let data = tests::pseudo_random(1000 + round, 1_500_000);
+        let path = env.write_file(&format!("file{round}"), &data);
         let mut add_cmd = env.std_cmd();
         add_cmd.args(["storage", "add", "--pin", path.to_str().unwrap()]);
         kills += u64::from(kill_after(add_cmd, delay));
@@ -255,9 +216,9 @@ fn kill_9_loops_on_gc_add_and_rotate_key_lose_nothing() {
         assert_intact(&env, &pinned);
         assert_secrets_open(&env);
         // Whatever the kill left, the add completes now and reads back.
-        pinned.push((add(&env, &path, true), data));
+        pinned.push((env.add(&path, true), data));
     }
-    ok(&env, &["storage", "gc"]);
+    env.ok(&["storage", "gc"]);
     assert_intact(&env, &pinned);
     assert_secrets_open(&env);
     eprintln!("kill -9 loops: {rounds} rounds, {kills} processes killed mid-run, 0 pinned blocks lost, 0 secrets unreadable");

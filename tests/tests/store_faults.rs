@@ -11,43 +11,6 @@ use std::process::Output;
 
 use tests::Env;
 
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn write(env: &Env, name: &str, data: &[u8]) -> PathBuf {
-    let path = env.home().join(name);
-    std::fs::write(&path, data).unwrap();
-    path
-}
-
-fn run(env: &Env, args: &[&str]) -> Output {
-    env.std_cmd().args(args).output().unwrap()
-}
-
-fn ok(env: &Env, args: &[&str]) -> String {
-    let output = run(env, args);
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-fn add(env: &Env, path: &Path, pin: bool) -> String {
-    let path = path.to_str().unwrap();
-    if pin {
-        ok(env, &["storage", "add", "-Q", "--pin", path])
-    } else {
-        ok(env, &["storage", "add", "-Q", path])
-    }
-}
-
 /// Exit 1 with `needle` on stderr.
 fn assert_reported(output: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -66,11 +29,11 @@ fn a_lost_index_is_an_error_naming_the_rebuild_which_restores_it() {
     // with 0 blocks and `gc` deleted every block file as a stray.
     for damage in ["missing", "empty", "garbage"] {
         let env = Env::new();
-        let data = bytes(1, 3_000_000);
-        let cid = add(&env, &write(&env, "a", &data), true);
-        ok(&env, &["storage", "names", "set", "model/a", &cid]);
-        let other_data = bytes(2, 1_200_000);
-        let other = add(&env, &write(&env, "b", &other_data), false);
+        let data = tests::pseudo_random(1, 3_000_000);
+        let cid = env.add(&env.write_file("a", &data), true);
+        env.ok(&["storage", "names", "set", "model/a", &cid]);
+        let other_data = tests::pseudo_random(2, 1_200_000);
+        let other = env.add(&env.write_file("b", &other_data), false);
         let db = store_dir(&env).join("meta.sqlite");
         let block_files = || tests::files_under(&store_dir(&env).join("blocks")).len();
         let before = block_files();
@@ -80,15 +43,15 @@ fn a_lost_index_is_an_error_naming_the_rebuild_which_restores_it() {
         match damage {
             "missing" => std::fs::remove_file(&db).unwrap(),
             "empty" => std::fs::write(&db, b"").unwrap(),
-            _ => std::fs::write(&db, bytes(9, 8192)).unwrap(),
+            _ => std::fs::write(&db, tests::pseudo_random(9, 8192)).unwrap(),
         }
         for args in [&["storage", "gc"][..], &["storage", "verify"], &["storage", "cat", &cid]] {
-            assert_reported(&run(&env, args), "storage verify --rebuild-index");
+            assert_reported(&env.run(args), "storage verify --rebuild-index");
         }
         assert_eq!(block_files(), before, "{damage}: nothing was deleted");
 
         let rebuilt: serde_json::Value =
-            serde_json::from_str(&ok(&env, &["--json", "storage", "verify", "--rebuild-index"]))
+            serde_json::from_str(&env.ok(&["--json", "storage", "verify", "--rebuild-index"]))
                 .unwrap();
         // The large blocks from their files; the small roots, the pin and the name from the
         // journal; the unpinned file's root named so that gc keeps it.
@@ -105,15 +68,15 @@ fn a_lost_index_is_an_error_naming_the_rebuild_which_restores_it() {
             "{rebuilt}"
         );
         assert_eq!(rebuilt["unrestorable"], serde_json::json!([]), "{rebuilt}");
-        ok(&env, &["storage", "gc"]);
-        ok(&env, &["storage", "verify"]);
+        env.ok(&["storage", "gc"]);
+        env.ok(&["storage", "verify"]);
         assert_eq!(block_files(), before, "{damage}: the recovered blocks survive gc");
-        assert_eq!(ok(&env, &["storage", "names", "get", "model/a"]), cid);
+        assert_eq!(env.ok(&["storage", "names", "get", "model/a"]), cid);
         for (cid, data) in [(&cid, &data), (&other, &other_data)] {
             let cat = env.std_cmd().args(["storage", "cat", cid]).output().unwrap();
             assert!(cat.stdout == *data, "{damage}: {cid} reads back");
         }
-        let again = run(&env, &["storage", "verify", "--rebuild-index"]);
+        let again = env.run(&["storage", "verify", "--rebuild-index"]);
         assert_reported(&again, "nothing to rebuild");
     }
 }
@@ -121,14 +84,14 @@ fn a_lost_index_is_an_error_naming_the_rebuild_which_restores_it() {
 #[test]
 fn a_stray_regular_file_in_blocks_does_not_break_gc() {
     let env = Env::new();
-    let data = bytes(2, 2_000_000);
-    let cid = add(&env, &write(&env, "a", &data), true);
-    add(&env, &write(&env, "b", &bytes(3, 2_000_000)), false);
+    let data = tests::pseudo_random(2, 2_000_000);
+    let cid = env.add(&env.write_file("a", &data), true);
+    env.add(&env.write_file("b", &tests::pseudo_random(3, 2_000_000)), false);
     std::fs::write(store_dir(&env).join("blocks/stray.txt"), b"not a shard").unwrap();
     let gc: serde_json::Value =
-        serde_json::from_str(&ok(&env, &["--json", "storage", "gc"])).unwrap();
+        serde_json::from_str(&env.ok(&["--json", "storage", "gc"])).unwrap();
     assert!(gc["blocks_removed"].as_u64().unwrap() >= 2, "{gc}");
-    ok(&env, &["storage", "verify"]);
+    env.ok(&["storage", "verify"]);
     assert_eq!(env.std_cmd().args(["storage", "cat", &cid]).output().unwrap().stdout, data);
 }
 
@@ -155,8 +118,8 @@ fn in_namespace(env: &Env, script: &str) -> Output {
 #[test]
 fn a_full_disk_then_a_read_only_one_still_reads_and_frees() {
     let env = Env::new();
-    write(&env, "keep", &bytes(4, 8_000_000));
-    write(&env, "junk", &bytes(5, 8_000_000));
+    env.write_file("keep", &tests::pseudo_random(4, 8_000_000));
+    env.write_file("junk", &tests::pseudo_random(5, 8_000_000));
     let script = r#"
 mount -t tmpfs -o size=160m tmpfs "$MNT"
 KEEP=$("$B" storage add -Q --pin "$WORK/keep")
@@ -220,8 +183,8 @@ fn injected(env: &Env, syscalls: &str, errno: &str, when: &str, args: &[&str]) -
 #[test]
 fn syscalls_failing_with_enospc_and_eio_lose_nothing() {
     let env = Env::new();
-    let keep = bytes(6, 3_000_000);
-    let keep_cid = add(&env, &write(&env, "keep", &keep), true);
+    let keep = tests::pseudo_random(6, 3_000_000);
+    let keep_cid = env.add(&env.write_file("keep", &keep), true);
     let faults: &[(&str, &str, &str)] = &[
         ("write", "ENOSPC", "3"),
         ("pwrite64", "ENOSPC", "2"),
@@ -233,10 +196,13 @@ fn syscalls_failing_with_enospc_and_eio_lose_nothing() {
     ];
     let (mut injected_runs, mut errors) = (0, 0);
     for (round, (syscalls, errno, when)) in faults.iter().enumerate() {
-        let data = bytes(100 + round as u64, 2_000_000);
-        let path = write(&env, &format!("f{round}"), &data);
+        let data = tests::pseudo_random(100 + round as u64, 2_000_000);
+        let path = env.write_file(&format!("f{round}"), &data);
         let path = path.to_str().unwrap();
-        add(&env, &write(&env, "junk", &bytes(200 + round as u64, 1_500_000)), false);
+        env.add(
+            &env.write_file("junk", &tests::pseudo_random(200 + round as u64, 1_500_000)),
+            false,
+        );
         for args in [&["storage", "add", "--pin", path][..], &["storage", "gc"]] {
             let output = injected(&env, syscalls, errno, when, args);
             injected_runs += 1;
@@ -249,17 +215,17 @@ fn syscalls_failing_with_enospc_and_eio_lose_nothing() {
             );
             errors += u32::from(output.status.code() == Some(1));
             // Whatever failed, the store is whole and the operation works once the fault ends.
-            ok(&env, &["storage", "verify"]);
+            env.ok(&["storage", "verify"]);
             assert_eq!(
                 env.std_cmd().args(["storage", "cat", &keep_cid]).output().unwrap().stdout,
                 keep
             );
         }
-        let cid = add(&env, Path::new(path), true);
+        let cid = env.add(Path::new(path), true);
         assert_eq!(env.std_cmd().args(["storage", "cat", &cid]).output().unwrap().stdout, data);
     }
-    ok(&env, &["storage", "gc"]);
-    ok(&env, &["storage", "verify"]);
+    env.ok(&["storage", "gc"]);
+    env.ok(&["storage", "verify"]);
     assert!(errors >= 4, "most injected faults surface as errors ({errors} of {injected_runs})");
     eprintln!("syscall faults: {injected_runs} runs injected, {errors} reported errors, 0 panics, 0 lost blocks");
 }

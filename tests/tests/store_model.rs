@@ -75,23 +75,11 @@ struct World {
     model: [Known; FILES],
 }
 
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 impl World {
     fn new() -> World {
         let env = Env::new();
         let data: Vec<Vec<u8>> =
-            SIZES.iter().enumerate().map(|(i, &n)| bytes(i as u64 + 1, n)).collect();
+            SIZES.iter().enumerate().map(|(i, &n)| tests::pseudo_random(i as u64 + 1, n)).collect();
         let paths: Vec<PathBuf> = data
             .iter()
             .enumerate()
