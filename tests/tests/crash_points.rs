@@ -195,9 +195,9 @@ fn kill_9_loops_on_gc_add_and_rotate_key_lose_nothing() {
     let mut kills = 0u64;
     let rounds = rounds();
     for round in 0..rounds {
-        // Spread the kill instant over each command's run (a debug or release binary takes
-        // 10–200 ms here).
-        let delay = Duration::from_millis(5 + (round * 37) % 120);
+        // Spread the kill instant over each command's run: a release binary runs these in
+        // 5–40 ms here, a debug one in 20–200 ms; the instants step through 0.3–45 ms.
+        let delay = Duration::from_micros(300 + (round * 7919) % 45_000);
         let churn = tests::pseudo_random(100 + round, 1_000_000 + (round as usize % 7) * 100_000);
         let churn_path = env.write_file("churn", &churn);
         env.add(&churn_path, false);

@@ -386,3 +386,38 @@ fn parse_errors_are_specific() {
     let cbor = Cid::new_v1(0x71, ipfs_accelerate_common::cid::sha256(b"x")).to_string();
     assert!(matches!(parse(&cbor), Err(Error::UnsupportedCid { .. })), "dag-cbor is not served");
 }
+
+#[test]
+fn the_journal_is_compacted_by_gc_and_still_rebuilds_the_index() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let keep = store
+            .add_bytes(b"a small pinned file".to_vec(), pinned(Profile::default()))
+            .await
+            .unwrap();
+        store.name_set(&name("model/keep"), &keep.root, Expect::Any).await.unwrap();
+        // 2.4 MB of small unpinned blobs, all in the journal.
+        for i in 0..600u32 {
+            let mut blob = vec![0u8; 4096];
+            blob[..4].copy_from_slice(&i.to_le_bytes());
+            store.add_bytes(blob, AddOptions::default()).await.unwrap();
+        }
+        let journal = dir.path().join("journal.log");
+        let grown = std::fs::metadata(&journal).unwrap().len();
+        assert!(grown > 2_400_000, "{grown}");
+        store.gc().await.unwrap();
+        let compacted = std::fs::metadata(&journal).unwrap().len();
+        assert!(compacted < 4096, "the dead blobs are gone from the journal: {compacted}");
+        drop(store);
+
+        std::fs::remove_file(dir.path().join("meta.sqlite")).unwrap();
+        let err = Store::open(dir.path(), StoreOptions::default()).await.unwrap_err();
+        assert!(matches!(err, Error::StoreIndex { .. }), "{err}");
+        let (store, report) =
+            Store::rebuild_index(dir.path(), StoreOptions::default()).await.unwrap();
+        assert_eq!((report.pins, report.names, report.journal_blocks), (1, 1, 1), "{report:?}");
+        assert_eq!(store.cat_bytes(&keep.root).await.unwrap(), b"a small pinned file");
+        assert_eq!(store.name_get(&name("model/keep")).await.unwrap().cid, keep.root.to_string());
+    });
+}

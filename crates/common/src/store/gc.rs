@@ -282,8 +282,9 @@ impl Engine {
             self.remove_doomed(tx)?;
             if want.is_none() {
                 report.stray_files_removed = self.remove_strays(tx)?;
-                self.compact_journal(tx)?;
             }
+            // Eviction too: a store kept in budget by eviction alone may never see a full GC.
+            self.compact_journal(tx)?;
             Ok(())
         })?;
         Ok(report)
