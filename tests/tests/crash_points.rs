@@ -223,3 +223,26 @@ fn kill_9_loops_on_gc_add_and_rotate_key_lose_nothing() {
     assert_secrets_open(&env);
     eprintln!("kill -9 loops: {rounds} rounds, {kills} processes killed mid-run, 0 pinned blocks lost, 0 secrets unreadable");
 }
+
+#[test]
+fn an_eviction_killed_mid_sweep_loses_no_pinned_block() {
+    // Budget eviction runs the same two-commit sweep as gc, after an add.
+    for point in ["gc-rows-deleted", "gc-committed", "gc-file-removed"] {
+        let env = Env::new();
+        let keep = tests::pseudo_random(7, 2_000_000);
+        let keep_cid = env.add(&env.write_file("keep", &keep), true);
+        env.add(&env.write_file("old", &tests::pseudo_random(8, 2_000_000)), false);
+        let new = env.write_file("new", &tests::pseudo_random(9, 1_500_000));
+        let output = env
+            .std_cmd()
+            .env("IPFS_ACCELERATE_STORAGE_BUDGET", "3000000")
+            .env("IPFS_ACCELERATE_CRASH_AT", point)
+            .args(["storage", "add", new.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.signal(), Some(9), "the eviction died at {point}");
+        assert_intact(&env, &[(keep_cid.clone(), keep.clone())]);
+        let new_cid = env.add(&new, true);
+        assert_intact(&env, &[(keep_cid, keep), (new_cid, tests::pseudo_random(9, 1_500_000))]);
+    }
+}

@@ -139,7 +139,12 @@ pub async fn pull(registry: &Registry, repo: &str, options: PullOptions) -> Resu
 
     let info_url =
         format!("{}/api/models/{repo}/revision/{}?blobs=true", hub.endpoint, options.revision);
-    let info: RepoInfo = hub.get(&info_url, None).await?.json().await.map_err(|e| Error::Hub {
+    // A listing of thousands of files is a few MB; the cap keeps a hostile answer bounded.
+    let listing =
+        ipfs_accelerate_common::http::read_body(hub.get(&info_url, None).await?, 32 << 20)
+            .await
+            .map_err(|e| Error::Hub { url: info_url.clone(), reason: e.to_string() })?;
+    let info: RepoInfo = serde_json::from_slice(&listing).map_err(|e| Error::Hub {
         url: info_url.clone(),
         reason: format!("not a model listing: {e}"),
     })?;
