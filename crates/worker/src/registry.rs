@@ -248,6 +248,7 @@ impl Registry {
             pin: true,
             name: Some(name.clone()),
             progress: options.progress.clone(),
+            cache_only: false,
         };
         let added = self.store.add_tree_indexed(entries, index, add).await?;
         let manifest = manifest_slot

@@ -357,7 +357,7 @@ async fn add(
     let AddRequest { profile, pin, name, remote_pin, cid_only } = request;
     let bar = (!cid_only && !out.is_json()).then(Bar::new);
     let progress = bar.as_ref().map(Bar::callback);
-    let options = AddOptions { profile, pin, name: name.clone(), progress };
+    let options = AddOptions { profile, pin, name: name.clone(), progress, cache_only: false };
     let input = if path == Path::new("-") {
         AddInput::Reader(Box::new(tokio::io::stdin()))
     } else {

@@ -224,7 +224,8 @@ impl Cache {
     pub async fn put(&self, key: &CacheKey, value: Vec<u8>, options: PutOptions) -> Result<Cid> {
         let ttl = options.ttl.unwrap_or_else(|| self.ttl_for(key.namespace()));
         let size = value.len() as u64;
-        let added = self.store.add_bytes(value.clone(), AddOptions::default()).await?;
+        let add = AddOptions { cache_only: true, ..AddOptions::default() };
+        let added = self.store.add_bytes(value.clone(), add).await?;
         let row = Row {
             cid: added.root,
             stored_at_ms: now_ms(),

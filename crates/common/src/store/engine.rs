@@ -24,7 +24,7 @@ use cid::Cid;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::flatfs::{remove_if_present, FlatFs};
-use super::journal::{Journal, Record};
+use super::journal::Journal;
 use crate::cid::{Block, Multihash, DAG_PB};
 use crate::unixfs::pb;
 use crate::{Error, Result};
@@ -133,6 +133,9 @@ pub fn now() -> i64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TempPin {
     op: u64,
+    /// Whether the small blocks written under it go to the recovery journal (not for cache
+    /// values: a rebuilt index has no cache entries to find them by).
+    journal: bool,
 }
 
 /// This process's registration in the store (see the module docs): made on its first write,
@@ -379,7 +382,12 @@ impl Engine {
 
     /// Starts a temporary pin for an in-flight write.
     pub fn temp_pin(&self) -> TempPin {
-        TempPin { op: self.next_op.fetch_add(1, Ordering::Relaxed) }
+        TempPin { op: self.next_op.fetch_add(1, Ordering::Relaxed), journal: true }
+    }
+
+    /// A temporary pin whose blocks stay out of the recovery journal (cache values).
+    pub(crate) fn temp_pin_unjournaled(&self) -> TempPin {
+        TempPin { journal: false, ..self.temp_pin() }
     }
 
     /// Releases a temporary pin (its blocks become ordinary unpinned content), in `tx`.
@@ -449,8 +457,8 @@ impl Engine {
                         place_file(temps.remove(&i))?;
                     }
                     let data = inline.then(|| block.data());
-                    if inline {
-                        journal.push(Record::Block { cid: *block.cid(), data: block.data().to_vec() });
+                    if inline && pin.is_none_or(|pin| pin.journal) {
+                        super::journal::encode_block(&mut journal, block.cid(), block.data());
                     }
                     tx.prepare_cached("INSERT INTO blocks (mh, codec, size, inline, atime, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                         .and_then(|mut s| s.execute(params![mh, block.cid().codec() as i64, block.data().len() as i64, inline, t, data]))
@@ -470,7 +478,7 @@ impl Engine {
                         .map_err(|e| self.db_err(e))?;
                 }
             }
-            self.journal.append(&journal)?;
+            self.journal.append_encoded(&journal)?;
             if renamed {
                 crate::crash::crash_point("put-renamed");
                 // The renames must be durable before the rows that point at them.

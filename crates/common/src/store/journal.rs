@@ -45,14 +45,25 @@ pub(crate) enum Record {
     Unname { namespace: String, name: String },
 }
 
+/// Encodes a block record straight from borrowed bytes (the add path: no copy of the block
+/// beyond the one into `out`).
+pub(crate) fn encode_block(out: &mut Vec<u8>, cid: &Cid, data: &[u8]) {
+    let cid = cid.to_bytes();
+    let len = 2 + cid.len() + data.len();
+    out.extend_from_slice(&MAGIC);
+    out.push(BLOCK);
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    put_bytes(out, &cid);
+    out.extend_from_slice(data);
+}
+
 impl Record {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut payload = Vec::new();
         let kind = match self {
             Record::Block { cid, data } => {
-                put_bytes(&mut payload, &cid.to_bytes());
-                payload.extend_from_slice(data);
-                BLOCK
+                encode_block(out, cid, data);
+                return;
             }
             Record::Pin { cid, recursive } => {
                 payload.push(u8::from(*recursive));
@@ -133,19 +144,24 @@ impl Journal {
 
     /// Appends `records` in one write. The caller holds the store's write lock.
     pub(crate) fn append(&self, records: &[Record]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
         let mut bytes = Vec::new();
         for record in records {
             record.encode(&mut bytes);
+        }
+        self.append_encoded(&bytes)
+    }
+
+    /// Appends records already encoded (see [`encode_block`]) in one write.
+    pub(crate) fn append_encoded(&self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
         }
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| Error::io("open", &self.path, e))?;
-        file.write_all(&bytes).map_err(|e| Error::io("append", &self.path, e))
+        file.write_all(bytes).map_err(|e| Error::io("append", &self.path, e))
     }
 
     /// The journal's size in bytes (0 when absent).

@@ -85,6 +85,9 @@ pub struct AddOptions {
     pub name: Option<Name>,
     /// Progress callback.
     pub progress: Option<Progress>,
+    /// Content only a cache entry refers to: its small blocks stay out of the recovery journal
+    /// (cache entries are not rebuilt with a lost index, so nothing could find them).
+    pub cache_only: bool,
 }
 
 impl std::fmt::Debug for AddOptions {
@@ -629,7 +632,7 @@ fn add(
     options: &AddOptions,
     hook: Option<&CommitHook>,
 ) -> Result<Added> {
-    let temp = engine.temp_pin();
+    let temp = if options.cache_only { engine.temp_pin_unjournaled() } else { engine.temp_pin() };
     let result = (|| {
         let progress = options.progress.clone();
         let (imported, bytes_new) =
