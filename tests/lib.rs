@@ -148,6 +148,14 @@ impl Env {
     }
 }
 
+/// Asserts the binary reported an error (exit 1) containing `needle`, and did not crash.
+pub fn assert_reported(output: &std::process::Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "a reported error, not a crash: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains(needle), "wanted {needle:?} in: {stderr}");
+}
+
 /// Deterministic pseudo-random bytes (xorshift64): distinct per seed and incompressible, so
 /// files made from different seeds share no block.
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {

@@ -10,7 +10,7 @@ use std::process::Output;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use tests::Env;
+use tests::{assert_reported, Env};
 
 /// A one-route OpenAI-compatible server whose `/v1/chat/completions` answers with `respond`.
 async fn serve_chat<R: IntoResponse + 'static>(respond: fn() -> R) -> String {
@@ -32,14 +32,6 @@ fn chat(env: &Env, base: &str, extra: &[&str]) -> Output {
     cmd.env("OPENAI_BASE_URL", base).env("OPENAI_API_KEY", "x");
     cmd.args(["backends", "chat", "openai", "hi"]).args(extra);
     tokio::task::block_in_place(|| cmd.output().unwrap())
-}
-
-/// Exit 1 with `needle` on stderr: an error the CLI reported, not a crash.
-fn assert_reported(output: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "a reported error, not a crash: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains(needle), "wanted {needle:?} in: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,15 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use tests::Env;
-
-/// Exit 1 with `needle` on stderr.
-fn assert_reported(output: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "a reported error, not a crash: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains(needle), "wanted {needle:?} in: {stderr}");
-}
+use tests::{assert_reported, Env};
 
 fn store_dir(env: &Env) -> PathBuf {
     env.home().join("data/store")

@@ -625,8 +625,8 @@ fn check_index(root: &Path, db_path: &Path, fs: &FlatFs) -> Result<()> {
     };
     let lost = |reason: &str| {
         let marker = root.join(MARKER).exists();
-        match fs.any_block_file()? {
-            Some(file) => Err(Error::StoreIndex {
+        match fs.block_files()?.into_iter().next() {
+            Some((file, _)) => Err(Error::StoreIndex {
                 path: db_path.to_path_buf(),
                 reason: format!("{reason}, but block files are present (e.g. {})", file.display()),
             }),

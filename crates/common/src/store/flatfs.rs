@@ -49,22 +49,29 @@ impl FlatFs {
         Ok(FlatFs { blocks, tmp })
     }
 
-    /// Some block file, if there is any (the first found).
-    pub fn any_block_file(&self) -> Result<Option<PathBuf>> {
-        let shards = match std::fs::read_dir(&self.blocks) {
-            Ok(shards) => shards,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("list", &self.blocks, e)),
+    /// Every block file with the multihash its name gives. Only shard directories hold
+    /// blocks: anything else in `blocks/` is left alone (a stray regular file once made every
+    /// GC fail), and so is any file not named like a block.
+    pub fn block_files(&self) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+        let list = |dir: &Path| -> Result<Vec<std::fs::DirEntry>> {
+            std::fs::read_dir(dir)
+                .and_then(|entries| entries.collect())
+                .map_err(|e| Error::io("list", dir, e))
         };
-        for shard in shards.flatten() {
-            let Ok(files) = std::fs::read_dir(shard.path()) else { continue };
-            if let Some(file) =
-                files.flatten().find(|f| f.file_name().to_string_lossy().ends_with(".data"))
-            {
-                return Ok(Some(file.path()));
+        let mut files = Vec::new();
+        for shard in list(&self.blocks)? {
+            if !shard.file_type().is_ok_and(|t| t.is_dir()) {
+                tracing::warn!(path = %shard.path().display(), "not a shard directory; left alone");
+                continue;
+            }
+            for entry in list(&shard.path())? {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(mh) = name.strip_suffix(".data").and_then(decode_key) {
+                    files.push((entry.path(), mh));
+                }
             }
         }
-        Ok(None)
+        Ok(files)
     }
 
     /// Where the block with this multihash lives.
@@ -77,11 +84,6 @@ impl FlatFs {
     /// The temp directory; temp files are named `<session>-<n>` so GC can tell whose they are.
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
-    }
-
-    /// The root of the block tree.
-    pub fn blocks_dir(&self) -> &Path {
-        &self.blocks
     }
 
     /// Writes `data` to a new temp file (not yet durable: see [`FlatFs::sync`]).
@@ -137,6 +139,27 @@ impl FlatFs {
     }
 }
 
+/// Inverse of [`key`]: the multihash a block file is named by.
+pub(super) fn decode_key(key: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(key.len() * 5 / 8);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for c in key.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        buffer = (buffer << 5) | u32::from(value);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
 /// Removes `path`, treating "already gone" as success.
 pub fn remove_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
@@ -160,5 +183,6 @@ mod tests {
         let fs = FlatFs { blocks: "/b".into(), tmp: "/t".into() };
         let path = fs.path(&mh);
         assert_eq!(path.parent().unwrap().file_name().unwrap().to_str().unwrap(), &key[52..54]);
+        assert_eq!(decode_key(&key), Some(mh));
     }
 }

@@ -407,20 +407,10 @@ impl Engine {
         let mut exists = tx
             .prepare_cached("SELECT 1 FROM blocks WHERE mh = ?1 AND inline = 0")
             .map_err(|e| self.db_err(e))?;
-        for shard in read_dir(self.fs().blocks_dir())? {
-            // Only shard directories hold blocks; anything else here is not ours to judge (a
-            // stray regular file once made every GC fail).
-            if !shard.file_type().is_ok_and(|t| t.is_dir()) {
-                tracing::warn!(path = %shard.path().display(), "not a shard directory; left alone");
-                continue;
-            }
-            for entry in read_dir(&shard.path())? {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(mh) = name.strip_suffix(".data").and_then(decode_key) else { continue };
-                if !exists.exists(params![mh]).map_err(|e| self.db_err(e))? {
-                    remove_if_present(&entry.path())?;
-                    removed += 1;
-                }
+        for (path, mh) in self.fs().block_files()? {
+            if !exists.exists(params![mh]).map_err(|e| self.db_err(e))? {
+                remove_if_present(&path)?;
+                removed += 1;
             }
         }
         Ok(removed)
@@ -562,34 +552,4 @@ pub(super) fn read_dir(dir: &std::path::Path) -> Result<Vec<std::fs::DirEntry>> 
     std::fs::read_dir(dir)
         .and_then(|entries| entries.collect())
         .map_err(|e| Error::io("list", dir, e))
-}
-
-/// Inverse of [`super::flatfs::key`].
-pub(super) fn decode_key(key: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(key.len() * 5 / 8);
-    let mut buffer: u32 = 0;
-    let mut bits = 0;
-    for c in key.bytes() {
-        let value = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        buffer = (buffer << 5) | u32::from(value);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn flatfs_keys_decode() {
-        let mh = crate::cid::sha256(b"x").to_bytes();
-        assert_eq!(super::decode_key(&super::super::flatfs::key(&mh)), Some(mh));
-    }
 }

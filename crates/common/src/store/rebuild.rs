@@ -17,7 +17,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::engine::{now, Engine};
-use super::gc::{decode_key, PinMode};
+use super::gc::PinMode;
 use super::journal::Record;
 use super::names::{Expect, Name};
 use crate::cid::{Block, Multihash, DAG_PB, RAW};
@@ -87,15 +87,9 @@ impl Engine {
         let quarantine = self.root().join("quarantine");
         let t = now();
         self.write(|tx| {
-            for shard in super::gc::read_dir(self.fs().blocks_dir())? {
-                if !shard.file_type().is_ok_and(|t| t.is_dir()) {
-                    continue;
-                }
-                for entry in super::gc::read_dir(&shard.path())? {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    let Some(mh) = name.strip_suffix(".data").and_then(decode_key) else { continue };
+            for (path, mh) in self.fs().block_files()? {
+                let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
                     report.files += 1;
-                    let path = entry.path();
                     let data = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
                     let block = Multihash::from_bytes(&mh)
                         .map_err(|e| e.to_string())
@@ -121,7 +115,6 @@ impl Engine {
                         report.dag_pb += 1;
                         self.insert_refs(tx, &mh, &block)?;
                     }
-                }
             }
             self.replay_journal(tx, report)?;
             // Roots (blocks no other links to) that nothing restored protects.
