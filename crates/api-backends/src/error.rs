@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use ipfs_accelerate_common::{Class, Classify};
+
 /// Why a backend call failed. Never a fabricated result.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -93,25 +95,36 @@ pub enum Error {
     Storage(#[from] ipfs_accelerate_common::Error),
 }
 
-impl Error {
-    /// A short machine-readable kind (`rate_limited`, `timeout`, …), for fallbacks and output.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Error::Auth { .. } => "auth",
-            Error::RateLimited { .. } => "rate_limited",
-            Error::Http { .. } => "http",
-            Error::Timeout { .. } => "timeout",
-            Error::Connect { .. } => "connect",
-            Error::Decode { .. } => "decode",
-            Error::CircuitOpen { .. } => "circuit_open",
-            Error::QueueFull { .. } => "queue_full",
-            Error::Unsupported { .. } => "unsupported",
-            Error::Cancelled(_) => "cancelled",
-            Error::Config(_) => "config",
-            Error::Storage(_) => "storage",
-        }
+impl Classify for Error {
+    /// As a proxy answers: the upstream's failures are 502/504 (its credentials are ours, not
+    /// the caller's), its 4xx refusals of the request itself pass through.
+    fn class(&self) -> Class {
+        use ipfs_accelerate_common::status::*;
+        let retryable = self.is_retryable();
+        let (kind, status) = match self {
+            Error::Storage(e) => return e.class(),
+            Error::Auth { .. } => ("auth", BAD_GATEWAY),
+            Error::RateLimited { .. } => ("rate_limited", TOO_MANY_REQUESTS),
+            Error::Http { status, .. }
+                if (400..500).contains(status) && *status != 401 && *status != 403 =>
+            {
+                ("http", *status)
+            }
+            Error::Http { .. } => ("http", BAD_GATEWAY),
+            Error::Timeout { .. } => ("timeout", GATEWAY_TIMEOUT),
+            Error::Connect { .. } => ("connect", BAD_GATEWAY),
+            Error::Decode { .. } => ("decode", BAD_GATEWAY),
+            Error::CircuitOpen { .. } => return Class::retryable("circuit_open", UNAVAILABLE),
+            Error::QueueFull { .. } => return Class::retryable("queue_full", TOO_MANY_REQUESTS),
+            Error::Unsupported { .. } => ("unsupported", BAD_REQUEST),
+            Error::Cancelled(_) => ("cancelled", CLIENT_CLOSED),
+            Error::Config(_) => ("config", INTERNAL),
+        };
+        Class { kind, retryable, status }
     }
+}
 
+impl Error {
     /// Whether the same request may succeed if sent again to the same deployment: rate limits,
     /// timeouts, broken connections and 5xx (except 501). Never auth, bad requests, decode
     /// errors of a complete answer, or configuration.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ipfs_accelerate_common::cache::{Cache, CacheKey};
+use ipfs_accelerate_common::Classify;
 use serde::Serialize;
 use tokio::sync::oneshot;
 

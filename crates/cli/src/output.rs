@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use ipfs_accelerate_common::{status, Class, Classify};
 use serde::Serialize;
 
 /// Where results and errors go: stdout, as text or as JSON.
@@ -38,8 +39,12 @@ impl Output {
         // under a redirect, a closed pipe), reporting must not turn the error into a panic.
         use std::io::Write;
         if self.json {
-            let body =
-                serde_json::json!({ "error": { "kind": error_kind(error), "message": message } });
+            let class = classify(error);
+            let body = serde_json::json!({ "error": {
+                "kind": class.kind,
+                "message": message,
+                "retryable": class.retryable,
+            } });
             let _ = writeln!(std::io::stdout(), "{body}");
         } else {
             let _ = writeln!(std::io::stderr(), "error: {message}");
@@ -53,16 +58,60 @@ impl Output {
 #[error("{0}")]
 pub struct AlreadyReported(pub String);
 
-/// The machine-readable kind of the innermost typed error in the chain.
-fn error_kind(error: &anyhow::Error) -> &'static str {
-    error
-        .chain()
-        .find_map(|e| {
-            e.downcast_ref::<ipfs_accelerate_worker::Error>()
-                .map(ipfs_accelerate_worker::Error::kind)
-                .or_else(|| e.downcast_ref::<ipfs_accelerate_common::Error>().map(|e| e.kind()))
-        })
-        .unwrap_or("other")
+/// A failure of the command line itself: what it was given, not what a library did with it.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Arguments that do not go together, or input that cannot be used.
+    #[error("{0}")]
+    Usage(String),
+    /// The named thing (a secret, a cache entry, a credential) is not there.
+    #[error("{0}")]
+    NotSet(String),
+}
+
+impl Classify for CliError {
+    fn class(&self) -> Class {
+        match self {
+            CliError::Usage(_) => Class::new("usage", status::BAD_REQUEST),
+            CliError::NotSet(_) => Class::new("not_set", status::NOT_FOUND),
+        }
+    }
+}
+
+/// `bail!` for a [`CliError`] variant.
+macro_rules! fail {
+    ($variant:ident, $($arg:tt)*) => {
+        return Err($crate::output::CliError::$variant(format!($($arg)*)).into())
+    };
+}
+pub(crate) use fail;
+
+/// The class of the outermost typed error in the chain — every library error says its own
+/// (a wrapped storage error answers as itself), so this only has to find one.
+pub fn classify(error: &anyhow::Error) -> Class {
+    macro_rules! first_of {
+        ($e:expr, $($ty:ty),+) => {
+            $(if let Some(e) = $e.downcast_ref::<$ty>() {
+                return e.class();
+            })+
+        };
+    }
+    for e in error.chain() {
+        first_of!(
+            e,
+            ipfs_accelerate_worker::Error,
+            ipfs_accelerate_backends::Error,
+            ipfs_accelerate_github::Error,
+            ipfs_accelerate_install_depends::Error,
+            ipfs_accelerate_install_depends::select::SelectError,
+            ipfs_accelerate_common::Error,
+            CliError
+        );
+        if e.downcast_ref::<std::io::Error>().is_some() {
+            return Class::new("io", status::INTERNAL);
+        }
+    }
+    Class::new("other", status::INTERNAL)
 }
 
 /// Inputs at least this large get a progress bar (on a terminal, without -Q/--json).

@@ -265,46 +265,128 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// A short, stable, machine-readable name for the kind of error (used in `--json` output).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Error::InvalidEnv { .. } => "invalid_env",
-            Error::InvalidConfigValue { .. } => "invalid_config_value",
-            Error::ConfigFile { .. } => "config_file",
-            Error::NoHomeDirectory => "no_home_directory",
-            Error::InvalidCid { .. } => "invalid_cid",
-            Error::LegacyFakeCid { .. } => "legacy_fake_cid",
-            Error::UnsupportedCid { .. } => "unsupported_cid",
-            Error::Corrupt { .. } => "corrupt",
-            Error::NotFound { .. } => "not_found",
-            Error::MalformedBlock { .. } => "malformed_block",
-            Error::InvalidCar { .. } => "invalid_car",
-            Error::NameConflict { .. } => "name_conflict",
-            Error::NameNotFound { .. } => "name_not_found",
-            Error::InvalidName { .. } => "invalid_name",
-            Error::InvalidPath { .. } => "invalid_path",
-            Error::NotADirectory { .. } => "not_a_directory",
-            Error::NoSuchPath { .. } => "no_such_path",
-            Error::NotPinned { .. } => "not_pinned",
-            Error::Database { .. } => "database",
-            Error::StoreIndex { .. } => "store_index",
-            Error::IndexReadable { .. } => "index_readable",
-            Error::InvalidCacheKey { .. } => "invalid_cache_key",
-            Error::CacheValue { .. } => "cache_value",
-            Error::SecretsUndecryptable { .. } => "secrets_undecryptable",
-            Error::KeyFile { .. } => "key_file",
-            Error::NoMasterKey { .. } => "no_master_key",
-            Error::Keyring { .. } => "keyring",
-            Error::MissingCredential { .. } => "missing_credential",
-            Error::Remote { .. } => "remote",
-            Error::RemoteStatus { .. } => "remote_status",
-            Error::NoRemote { .. } => "no_remote",
-            Error::Task(_) => "task",
-            Error::Io { .. } => "io",
-        }
+/// What an error means to whoever must answer for it — the CLI's `--json` errors, `serve`'s
+/// HTTP answers and MCP's tool errors all read this and nothing else.
+///
+/// Every library crate's error implements [`Classify`]; a wrapped error (a storage failure
+/// inside a worker error) answers with the class of what it wraps, so the kind names the
+/// precise failure, never the layer it passed through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Class {
+    /// A short, stable, machine-readable name (`not_found`, `rate_limited`, …). Kinds are one
+    /// vocabulary across crates: the same name means the same thing wherever it appears.
+    pub kind: &'static str,
+    /// Whether sending the same request again later, unchanged, may succeed.
+    pub retryable: bool,
+    /// The HTTP status a server answers with.
+    pub status: u16,
+}
+
+impl Class {
+    /// A failure that a retry cannot mend.
+    pub const fn new(kind: &'static str, status: u16) -> Class {
+        Class { kind, retryable: false, status }
     }
 
+    /// A failure that may pass if tried again later.
+    pub const fn retryable(kind: &'static str, status: u16) -> Class {
+        Class { kind, retryable: true, status }
+    }
+}
+
+/// Statuses used by more than one crate, named once.
+pub mod status {
+    /// The request is malformed or asks for something impossible.
+    pub const BAD_REQUEST: u16 = 400;
+    /// The thing named does not exist.
+    pub const NOT_FOUND: u16 = 404;
+    /// The request conflicts with the current state.
+    pub const CONFLICT: u16 = 409;
+    /// Well-formed, but its content cannot be processed.
+    pub const UNPROCESSABLE: u16 = 422;
+    /// Too many requests: a queue or a rate limit is full.
+    pub const TOO_MANY_REQUESTS: u16 = 429;
+    /// The client went away or cancelled (nginx's convention; no standard status exists).
+    pub const CLIENT_CLOSED: u16 = 499;
+    /// Our own failure.
+    pub const INTERNAL: u16 = 500;
+    /// An upstream server (a backend, a remote tier, GitHub) failed or answered nonsense.
+    pub const BAD_GATEWAY: u16 = 502;
+    /// Not available now (cooling down, no device, no tier).
+    pub const UNAVAILABLE: u16 = 503;
+    /// An upstream server did not answer in time.
+    pub const GATEWAY_TIMEOUT: u16 = 504;
+    /// The disk is full.
+    pub const INSUFFICIENT_STORAGE: u16 = 507;
+}
+
+/// An error that can say what it is: see [`Class`].
+pub trait Classify: std::error::Error {
+    /// Its class.
+    fn class(&self) -> Class;
+
+    /// Its kind alone.
+    fn kind(&self) -> &'static str {
+        self.class().kind
+    }
+}
+
+impl Classify for Error {
+    fn class(&self) -> Class {
+        use status::*;
+        if self.is_no_space() {
+            return Class::new("no_space", INSUFFICIENT_STORAGE);
+        }
+        match self {
+            Error::InvalidEnv { .. } => Class::new("invalid_env", INTERNAL),
+            Error::InvalidConfigValue { .. } => Class::new("invalid_config_value", INTERNAL),
+            Error::ConfigFile { .. } => Class::new("config_file", INTERNAL),
+            Error::NoHomeDirectory => Class::new("no_home_directory", INTERNAL),
+            Error::InvalidCid { .. } => Class::new("invalid_cid", BAD_REQUEST),
+            Error::LegacyFakeCid { .. } => Class::new("legacy_fake_cid", BAD_REQUEST),
+            Error::UnsupportedCid { .. } => Class::new("unsupported_cid", BAD_REQUEST),
+            Error::Corrupt { .. } => Class::new("corrupt", INTERNAL),
+            Error::NotFound { .. } => Class::new("not_found", NOT_FOUND),
+            Error::MalformedBlock { .. } => Class::new("malformed_block", UNPROCESSABLE),
+            Error::InvalidCar { .. } => Class::new("invalid_car", BAD_REQUEST),
+            Error::NameConflict { .. } => Class::new("name_conflict", CONFLICT),
+            Error::NameNotFound { .. } => Class::new("name_not_found", NOT_FOUND),
+            Error::InvalidName { .. } => Class::new("invalid_name", BAD_REQUEST),
+            Error::InvalidPath { .. } => Class::new("invalid_path", BAD_REQUEST),
+            Error::NotADirectory { .. } => Class::new("not_a_directory", BAD_REQUEST),
+            Error::NoSuchPath { .. } => Class::new("no_such_path", NOT_FOUND),
+            Error::NotPinned { .. } => Class::new("not_pinned", NOT_FOUND),
+            // Another process holding the write lock past the busy timeout passes.
+            Error::Database { source, .. }
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    || source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseLocked) =>
+            {
+                Class::retryable("database_busy", UNAVAILABLE)
+            }
+            Error::Database { .. } => Class::new("database", INTERNAL),
+            Error::StoreIndex { .. } => Class::new("store_index", INTERNAL),
+            Error::IndexReadable { .. } => Class::new("index_readable", CONFLICT),
+            Error::InvalidCacheKey { .. } => Class::new("invalid_cache_key", BAD_REQUEST),
+            Error::CacheValue { .. } => Class::new("cache_value", INTERNAL),
+            Error::SecretsUndecryptable { .. } => Class::new("secrets_undecryptable", INTERNAL),
+            Error::KeyFile { .. } => Class::new("key_file", INTERNAL),
+            Error::NoMasterKey { .. } => Class::new("no_master_key", INTERNAL),
+            Error::Keyring { .. } => Class::new("keyring", INTERNAL),
+            Error::MissingCredential { .. } => Class::new("missing_credential", INTERNAL),
+            Error::Remote { .. } => Class::retryable("remote", BAD_GATEWAY),
+            Error::RemoteStatus { status, .. } => Class {
+                kind: "remote_status",
+                retryable: matches!(status, 408 | 429) || *status >= 500,
+                status: BAD_GATEWAY,
+            },
+            Error::NoRemote { .. } => Class::new("no_remote", UNAVAILABLE),
+            Error::Task(_) => Class::new("task", INTERNAL),
+            Error::Io { .. } => Class::new("io", INTERNAL),
+        }
+    }
+}
+
+impl Error {
     /// Whether this is the filesystem being full (`ENOSPC`, or SQLite's `SQLITE_FULL`).
     pub fn is_no_space(&self) -> bool {
         match self {

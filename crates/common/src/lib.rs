@@ -35,4 +35,4 @@ pub mod secrets;
 pub mod store;
 pub mod unixfs;
 
-pub use error::{chain_text, Error, Result};
+pub use error::{chain_text, status, Class, Classify, Error, Result};

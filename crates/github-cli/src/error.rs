@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ipfs_accelerate_common::{Class, Classify};
+
 /// Why a GitHub operation failed. Never a fabricated result.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -69,19 +71,23 @@ pub enum Error {
     Storage(#[from] ipfs_accelerate_common::Error),
 }
 
-impl Error {
-    /// A short machine-readable kind, for `--json` output.
-    pub fn kind(&self) -> &'static str {
+impl Classify for Error {
+    fn class(&self) -> Class {
+        use ipfs_accelerate_common::status::*;
         match self {
-            Error::Auth(_) => "auth",
-            Error::RateLimited { .. } => "rate_limited",
-            Error::Http { .. } => "http",
-            Error::Timeout { .. } => "timeout",
-            Error::Connect { .. } => "connect",
-            Error::Decode { .. } => "decode",
-            Error::QueueFull { .. } => "queue_full",
-            Error::Config(_) => "config",
-            Error::Storage(_) => "storage",
+            Error::Storage(e) => e.class(),
+            Error::Auth(_) => Class::new("auth", BAD_GATEWAY),
+            Error::RateLimited { .. } => Class::retryable("rate_limited", TOO_MANY_REQUESTS),
+            Error::Http { status, .. } => Class {
+                kind: "http",
+                retryable: matches!(status, 408 | 429) || *status >= 500,
+                status: if *status == 404 { NOT_FOUND } else { BAD_GATEWAY },
+            },
+            Error::Timeout { .. } => Class::retryable("timeout", GATEWAY_TIMEOUT),
+            Error::Connect { .. } => Class::retryable("connect", BAD_GATEWAY),
+            Error::Decode { .. } => Class::new("decode", BAD_GATEWAY),
+            Error::QueueFull { .. } => Class::retryable("queue_full", TOO_MANY_REQUESTS),
+            Error::Config(_) => Class::new("config", INTERNAL),
         }
     }
 }

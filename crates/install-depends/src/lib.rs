@@ -76,5 +76,17 @@ pub enum Error {
     },
 }
 
+impl ipfs_accelerate_common::Classify for Error {
+    fn class(&self) -> ipfs_accelerate_common::Class {
+        use ipfs_accelerate_common::{status::*, Class};
+        match self {
+            Error::Storage(e) => e.class(),
+            Error::Encode(_) => Class::new("encode", INTERNAL),
+            Error::UnknownFeature { .. } => Class::new("unknown_feature", BAD_REQUEST),
+            Error::StepFailed { .. } => Class::new("install_step", INTERNAL),
+        }
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

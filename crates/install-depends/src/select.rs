@@ -124,6 +124,18 @@ pub enum SelectError {
     Nothing(String),
 }
 
+impl ipfs_accelerate_common::Classify for SelectError {
+    fn class(&self) -> ipfs_accelerate_common::Class {
+        use ipfs_accelerate_common::{status::*, Class};
+        match self {
+            SelectError::BadOverride { .. } => Class::new("invalid_env", INTERNAL),
+            SelectError::Forced { .. } | SelectError::Nothing(_) => {
+                Class::new("device", UNAVAILABLE)
+            }
+        }
+    }
+}
+
 /// The environment settings selection obeys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {

@@ -1,5 +1,7 @@
 //! The one error type of the worker crate.
 
+use ipfs_accelerate_common::{Class, Classify};
+
 /// What went wrong, named after what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -48,6 +50,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A model asked to do what its task is not (an embedding model asked to generate).
+    #[error("model {model} is a {task} model; it cannot be used for {asked}")]
+    WrongTask {
+        /// The model (its registry name, or its CID).
+        model: String,
+        /// The task its manifest declares.
+        task: String,
+        /// The task asked for.
+        asked: &'static str,
+    },
     /// The request itself is invalid (empty text, a bad parameter).
     #[error("invalid input: {0}")]
     InvalidInput(String),
@@ -89,32 +101,35 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
-    /// A background task died.
+    /// A background task died (panicked or was dropped before it answered).
     #[error("internal task failed: {0}")]
     Task(String),
 }
 
-impl Error {
-    /// The stable machine-readable name of this error (the `kind` of `--json` errors).
-    pub fn kind(&self) -> &'static str {
+impl Classify for Error {
+    fn class(&self) -> Class {
+        use ipfs_accelerate_common::status::*;
         match self {
-            Error::Storage(e) => e.kind(),
-            Error::UnknownModel { .. } => "unknown_model",
-            Error::NotAModel { .. } => "not_a_model",
-            Error::Import { .. } => "import",
-            Error::InvalidModelFile { .. } => "invalid_model_file",
-            Error::Unsupported { .. } => "unsupported",
-            Error::InvalidInput(_) => "invalid_input",
-            Error::Device(_) => "device",
-            Error::OverBudget { .. } => "over_budget",
-            Error::QueueFull { .. } => "queue_full",
-            Error::Cancelled => "cancelled",
-            Error::Inference(_) => "inference",
-            Error::Hub { .. } => "hub",
-            Error::Task(_) => "task",
+            Error::Storage(e) => e.class(),
+            Error::UnknownModel { .. } => Class::new("unknown_model", NOT_FOUND),
+            Error::NotAModel { .. } => Class::new("not_a_model", BAD_REQUEST),
+            Error::Import { .. } => Class::new("import", BAD_REQUEST),
+            Error::InvalidModelFile { .. } => Class::new("invalid_model_file", UNPROCESSABLE),
+            Error::Unsupported { .. } => Class::new("unsupported", BAD_REQUEST),
+            Error::WrongTask { .. } => Class::new("wrong_task", BAD_REQUEST),
+            Error::InvalidInput(_) => Class::new("invalid_input", BAD_REQUEST),
+            Error::Device(_) => Class::new("device", UNAVAILABLE),
+            Error::OverBudget { .. } => Class::new("over_budget", UNAVAILABLE),
+            Error::QueueFull { .. } => Class::retryable("queue_full", TOO_MANY_REQUESTS),
+            Error::Cancelled => Class::new("cancelled", CLIENT_CLOSED),
+            Error::Inference(_) => Class::new("inference", INTERNAL),
+            Error::Hub { .. } => Class::retryable("hub", BAD_GATEWAY),
+            Error::Task(_) => Class::new("task", INTERNAL),
         }
     }
+}
 
+impl Error {
     pub(crate) fn invalid_file(file: &str, reason: impl std::fmt::Display) -> Error {
         Error::InvalidModelFile { file: file.to_string(), reason: reason.to_string() }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ipfs_accelerate_common::cache::{Cache, CacheConfig};
 use ipfs_accelerate_common::store::{Store, StoreOptions};
+use ipfs_accelerate_common::Classify;
 use ipfs_accelerate_worker::text::{GenerateParams, Prompt};
 use ipfs_accelerate_worker::{Error, ImportOptions, Worker, WorkerConfig, RESULTS_NAMESPACE};
 

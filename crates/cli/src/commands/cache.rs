@@ -10,7 +10,7 @@ use ipfs_accelerate_common::store::Store;
 use serde_json::json;
 
 use crate::cli::CacheCommand;
-use crate::output::{AlreadyReported, Output};
+use crate::output::{fail, AlreadyReported, Output};
 
 pub async fn run(command: CacheCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
     let cache = Cache::new(Store::open_config(config).await?, CacheConfig::default());
@@ -77,7 +77,7 @@ pub async fn run(command: CacheCommand, config: &Config, out: &Output) -> anyhow
         CacheCommand::Rm { namespace, key } => {
             let key = CacheKey::raw(&namespace, &key)?;
             if !cache.remove(&key).await? {
-                anyhow::bail!("no entry for {namespace} {}", key.key());
+                fail!(NotSet, "no entry for {namespace} {}", key.key());
             }
             out.emit(&json!({ "removed": key.key(), "namespace": namespace }), || {
                 println!("removed")

@@ -17,7 +17,7 @@ use crate::cli::{
     GithubArgs, GithubAuthCommand, GithubCacheCommand, GithubCommand, GithubErrorsCommand,
     GithubPeersCommand,
 };
-use crate::output::Output;
+use crate::output::{fail, Output};
 
 /// The secret store if a master key exists; a key or store that does not open is an error.
 fn secrets(config: &Config, create: bool) -> anyhow::Result<Option<SecretStore>> {
@@ -223,7 +223,7 @@ async fn auth(
                 None => false,
             };
             if !removed {
-                anyhow::bail!("no stored credential named {name:?}");
+                fail!(NotSet, "no stored credential named {name:?}");
             }
             out.emit(&json!({ "removed": name }), || println!("removed credential {name:?}"))
         }

@@ -14,7 +14,7 @@ use crate::cli::{
     ImageArg, ImageTextGeneration, InferArgs, InferAudioCommand, InferCommand,
     InferMultimodalCommand, InferTextCommand, InferVisionCommand, SpeechTaskArg,
 };
-use crate::output::Output;
+use crate::output::{fail, Output};
 
 pub async fn run(
     args: InferArgs,
@@ -323,7 +323,7 @@ fn image_source(image: ImageArg) -> anyhow::Result<ImageSource> {
     match (image.image_file, image.image_url) {
         (Some(path), _) => Ok(ImageSource::Bytes(read_input(&path)?)),
         (None, Some(url)) => Ok(ImageSource::Url(url)),
-        (None, None) => anyhow::bail!("give --image-file or --image-url"),
+        (None, None) => fail!(Usage, "give --image-file or --image-url"),
     }
 }
 

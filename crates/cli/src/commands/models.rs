@@ -2,6 +2,7 @@
 
 use ipfs_accelerate_common::config::Config;
 use ipfs_accelerate_common::store::Store;
+use ipfs_accelerate_common::Classify;
 use ipfs_accelerate_install_depends::human_bytes;
 use ipfs_accelerate_worker::registry::{ImportOptions, Registry};
 use ipfs_accelerate_worker::skill;

@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use ipfs_accelerate_common::config::Config;
 use ipfs_accelerate_common::secrets::{MasterKey, Secret, SecretStore};
 use ipfs_accelerate_common::store::{AddOptions, Store};
@@ -10,7 +10,7 @@ use ipfs_accelerate_common::Error;
 use serde_json::json;
 
 use crate::cli::SecretsCommand;
-use crate::output::Output;
+use crate::output::{fail, Output};
 
 pub async fn run(command: SecretsCommand, config: &Config, out: &Output) -> anyhow::Result<()> {
     let dir = config.data_dir().value.join("secrets");
@@ -22,7 +22,7 @@ pub async fn run(command: SecretsCommand, config: &Config, out: &Output) -> anyh
         }
         SecretsCommand::Get { name, reveal } => {
             let value = open(config, false)?.get(&name)?;
-            let Some(value) = value else { bail!("secret {name:?} is not set") };
+            let Some(value) = value else { fail!(NotSet, "secret {name:?} is not set") };
             let shown = reveal.then(|| value.expose().to_string());
             out.emit(&json!({ "name": name, "set": true, "value": shown }), || match &shown {
                 Some(v) => println!("{v}"),
@@ -39,20 +39,23 @@ pub async fn run(command: SecretsCommand, config: &Config, out: &Output) -> anyh
         }
         SecretsCommand::Rm { name } => {
             if !open(config, false)?.remove(&name)? {
-                bail!("secret {name:?} is not set");
+                fail!(NotSet, "secret {name:?} is not set");
             }
             out.emit(&json!({ "removed": name }), || println!("removed {name}"))
         }
         SecretsCommand::Status => {
-            let key = MasterKey::resolve(config, false);
+            let key = match MasterKey::resolve(config, false) {
+                Ok(key) => Some(key),
+                Err(Error::NoMasterKey { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
             let (source, warning) = match &key {
-                Ok(key) => (serde_json::to_value(key.source())?, key.source().warning()),
-                Err(Error::NoMasterKey { .. }) => (json!(null), None),
-                Err(e) => bail!("{e}"),
+                Some(key) => (serde_json::to_value(key.source())?, key.source().warning()),
+                None => (json!(null), None),
             };
             let secrets = match key {
-                Ok(key) => SecretStore::open(&dir, key)?.list()?.len(),
-                Err(_) => 0,
+                Some(key) => SecretStore::open(&dir, key)?.list()?.len(),
+                None => 0,
             };
             let body = json!({
                 "directory": dir,
@@ -80,7 +83,7 @@ pub async fn run(command: SecretsCommand, config: &Config, out: &Output) -> anyh
         SecretsCommand::Backup => {
             let secrets = open(config, false)?;
             let Some(bytes) = secrets.encrypted_bytes()? else {
-                bail!("there are no secrets to back up")
+                fail!(NotSet, "there are no secrets to back up")
             };
             let store = Store::open_config(config).await?;
             let added =
@@ -125,13 +128,13 @@ pub(crate) fn read_value(name: &str, from_stdin: bool) -> anyhow::Result<Secret>
     } else {
         use std::io::IsTerminal;
         if !std::io::stdin().is_terminal() {
-            bail!("stdin is not a terminal: pipe the secret in with --from-stdin");
+            fail!(Usage, "stdin is not a terminal: pipe the secret in with --from-stdin");
         }
         rpassword::prompt_password(format!("value for {name}: "))
             .context("reading the secret from the terminal")?
     };
     if value.is_empty() {
-        bail!("refusing to store an empty secret");
+        fail!(Usage, "refusing to store an empty secret");
     }
     Ok(Secret::new(std::mem::take(&mut value)))
 }

@@ -13,7 +13,7 @@ use ipfs_accelerate_common::unixfs::{self, Profile};
 use serde_json::json;
 
 use crate::cli::{NamesCommand, PinCommand, StorageCommand};
-use crate::output::{AlreadyReported, Bar, Output};
+use crate::output::{fail, AlreadyReported, Bar, Output};
 
 pub async fn run(
     command: StorageCommand,
@@ -184,7 +184,7 @@ pub async fn run(
                     let store = open().await?;
                     let source_root = dir.join("store");
                     if source_root == store.root() {
-                        anyhow::bail!("--repair-from names this store itself");
+                        fail!(Usage, "--repair-from names this store itself");
                     }
                     let source = Store::open(&source_root, StoreOptions::default()).await?;
                     (store.repair(&source).await?, Vec::new())
