@@ -105,7 +105,8 @@ async fn main() {
         ..ChatRequest::default()
     };
 
-    let client = reqwest::Client::new();
+    let client =
+        ipfs_accelerate_common::http::client(std::time::Duration::from_secs(5)).build().unwrap();
     let url = format!("{base}/chat/completions");
     let body = Arc::new(serde_json::to_value(&request).unwrap());
     let bare = || {

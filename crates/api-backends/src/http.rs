@@ -90,10 +90,8 @@ impl Transport {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let client = reqwest::Client::builder()
+        let client = ipfs_accelerate_common::http::client(CONNECT_TIMEOUT)
             .default_headers(headers)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| Error::Config(format!("{deployment}: HTTP client: {e}")))?;
         Ok(Transport { client, deployment: deployment.to_string(), base })
@@ -183,7 +181,7 @@ impl Transport {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(ipfs_accelerate_common::http::retry_after);
         let started = Instant::now();
         let body = tokio::time::timeout(
             ctx.remaining().max(Duration::from_millis(10)),
@@ -373,9 +371,6 @@ pub fn uuid_form(id: Ulid) -> String {
         n & 0xffff_ffff_ffff
     )
 }
-
-/// `Retry-After`: delay-seconds or an HTTP date, clamped (the shared bounded parser).
-pub use ipfs_accelerate_common::http::retry_after as parse_retry_after;
 
 /// The message in an error body (`{"error": {"message": …}}`, `{"error": "…"}`), else its start.
 fn error_message(body: &str) -> String {

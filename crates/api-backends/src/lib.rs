@@ -27,7 +27,7 @@ mod types;
 
 pub use backend::{Backend, BoxFuture, DeltaStream, Kind};
 pub use error::{Error, Result};
-pub use http::{parse_retry_after, uuid_form, CallContext, Transport, REQUEST_ID_HEADER};
+pub use http::{uuid_form, CallContext, Transport, REQUEST_ID_HEADER};
 pub use router::Router;
 pub use types::{
     ChatRequest, ChatResponse, Delta, EmbedRequest, Embeddings, Message, ModelInfo, Ranked,

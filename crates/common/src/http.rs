@@ -1,4 +1,5 @@
-//! Bounded reading of what remote servers send: waits, dates and bodies.
+//! The project's HTTP client recipe, and bounded reading of what remote servers send: waits,
+//! dates and bodies.
 //!
 //! Every number and body from the network is hostile until bounded. A `Retry-After: 1e20` once
 //! made `Duration::from_secs_f64` panic, and `retry-after: 18446744073709551615` overflowed an
@@ -7,6 +8,27 @@
 //! tiers.
 
 use std::time::{Duration, SystemTime};
+
+/// What every client of ours tells servers it is.
+pub const USER_AGENT: &str = concat!("ipfs-accelerate/", env!("CARGO_PKG_VERSION"));
+
+/// Connections idle longer than this are closed (servers drop theirs after 60-120 s; ours go
+/// first, so a request never lands on a socket the server is closing).
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// The one way a `reqwest` client is built here: our user agent, a connect deadline, idle
+/// connections closed after 30 s, TCP keepalive. Callers add what is theirs (default headers,
+/// a whole-request or read deadline, pinned addresses, no redirects) and `build()`.
+///
+/// A connect deadline is required, not defaulted: every network call has one, and what it
+/// should be (a loopback node, a model hub across the world) only the caller knows.
+pub fn client(connect_timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(POOL_IDLE)
+        .tcp_keepalive(Duration::from_secs(60))
+}
 
 /// The longest wait a server can ask of us. A larger `Retry-After` is read as this: still "not
 /// now", but a number the clock arithmetic can hold and an operator can see.

@@ -221,3 +221,28 @@ proptest! {
         }
     }
 }
+
+/// Every client built by the shared recipe names us to the server.
+#[test]
+fn the_client_recipe_sends_our_user_agent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    rt().block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let n = socket.read(&mut request).await.unwrap();
+            socket.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+            String::from_utf8_lossy(&request[..n]).to_lowercase()
+        });
+        let client = ipfs_accelerate_common::http::client(std::time::Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let status = client.get(url).send().await.unwrap().status();
+        assert_eq!(status, 204);
+        let request = server.await.unwrap();
+        let expected = format!("user-agent: ipfs-accelerate/{}", env!("CARGO_PKG_VERSION"));
+        assert!(request.contains(&expected), "{request}");
+    });
+}

@@ -25,7 +25,7 @@ use ipfs_accelerate_common::cache::{Cache, CacheKey, CachedValue, PutOptions, Va
 use ipfs_accelerate_common::http::{self, read_body};
 use reqwest::header::{
     HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, LINK, RETRY_AFTER, USER_AGENT,
+    LAST_MODIFIED, LINK, RETRY_AFTER,
 };
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -317,21 +317,17 @@ impl GitHub {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
         headers.insert("x-github-api-version", HeaderValue::from_static(API_VERSION));
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("ipfs-accelerate/", env!("CARGO_PKG_VERSION"))),
-        );
         if let Some(token) = token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .map_err(|_| Error::Auth("the token is not a valid header value".into()))?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let http =
+            ipfs_accelerate_common::http::client(config.timeout.min(Duration::from_secs(10)))
+                .default_headers(headers)
+                .build()
+                .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         Ok(GitHub {
             http,
             base,

@@ -125,10 +125,8 @@ fn other_framework(path: &str) -> bool {
 /// Downloads `repo` at `options.revision` into the registry.
 pub async fn pull(registry: &Registry, repo: &str, options: PullOptions) -> Result<Model> {
     check_repo(repo)?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(options.connect_timeout)
+    let client = ipfs_accelerate_common::http::client(options.connect_timeout)
         .read_timeout(options.read_timeout)
-        .user_agent(concat!("ipfs-accelerate/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Error::Hub { url: options.endpoint.clone(), reason: e.to_string() })?;
     let hub = Hub {

@@ -186,9 +186,8 @@ impl KuboClient {
             value: api.into(),
             expected: "a multiaddr such as /ip4/127.0.0.1/tcp/5001 or an http(s) URL",
         })?;
-        let http = reqwest::Client::builder()
+        let http = crate::http::client(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
             .build()
             .map_err(|e| Error::Remote {
                 tier: format!("kubo at {base}"),

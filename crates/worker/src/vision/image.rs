@@ -651,9 +651,8 @@ async fn request(url: &reqwest::Url, policy: &FetchPolicy) -> Result<reqwest::Re
         }
     }
     // Pinned to the addresses just checked, so a second lookup cannot rebind the name.
-    let client = reqwest::Client::builder()
+    let client = ipfs_accelerate_common::http::client(policy.timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(policy.timeout)
         .resolve_to_addrs(&host, &addresses)
         .build()
         .map_err(|e| Error::Inference(format!("building the HTTP client: {e}")))?;
