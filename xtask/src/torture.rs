@@ -33,45 +33,41 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(minutes.saturating_mul(60));
-    type Pass<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, u32)]);
+    // What it is, cargo's arguments, the test-name filters, the environment.
+    type Pass<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [(&'a str, u32)]);
     let passes: [Pass; 4] = [
         (
             "kill loops, crash points, store model, store faults",
-            &[
-                "-p",
-                "tests",
-                "--test",
-                "crash_points",
-                "--test",
-                "store_model",
-                "--test",
-                "store_faults",
-            ],
+            &["-p", "tests", "--test", "integration"],
+            &["crash_points::", "store_model::", "store_faults::"],
             &[("IPFS_ACCELERATE_TORTURE_ROUNDS", ROUNDS), ("PROPTEST_CASES", MODEL_CASES)],
         ),
         (
             "fuzz: CID, CAR, dag-pb, headers, framing",
-            &["-p", "ipfs-accelerate-common", "--test", "parsers"],
+            &["-p", "ipfs-accelerate-common", "--test", "integration"],
+            &["parsers::"],
             &[("PROPTEST_CASES", FUZZ_CASES)],
         ),
         (
             "fuzz: wheels, images, audio, safetensors",
-            &["-p", "ipfs-accelerate-worker", "--lib", "fuzz"],
+            &["-p", "ipfs-accelerate-worker", "--lib"],
+            &["fuzz"],
             &[("PROPTEST_CASES", FUZZ_CASES)],
         ),
         (
             "fuzz: peer records",
-            &["-p", "ipfs-accelerate-github", "--lib", "fuzz"],
+            &["-p", "ipfs-accelerate-github", "--lib"],
+            &["fuzz"],
             &[("PROPTEST_CASES", FUZZ_CASES)],
         ),
     ];
     let mut pass = 0u64;
     while Instant::now() < deadline {
         pass += 1;
-        for (what, args, env) in &passes {
+        for (what, args, filters, env) in &passes {
             let clock = Instant::now();
             let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cargo.args(["test", "--release", "--locked"]).args(*args).arg("--");
+            cargo.args(["test", "--release", "--locked"]).args(*args).arg("--").args(*filters);
             cargo.args(["--test-threads", "2", "--nocapture"]);
             for (name, value) in env.iter() {
                 cargo.env(name, value.to_string());

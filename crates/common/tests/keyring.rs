@@ -21,7 +21,7 @@ fn master_key_in_the_kernel_keyring() {
         let status = Command::new("keyctl")
             .args(["session", "-"])
             .arg(exe)
-            .args(["master_key_in_the_kernel_keyring", "--exact", "--nocapture"])
+            .args(["keyring::master_key_in_the_kernel_keyring", "--exact", "--nocapture"])
             .env(INSIDE, "1")
             .status()
             .expect("keyctl is needed for the keyring test: apt-get install keyutils");

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod common;
+use crate::common;
 
 use ipfs_accelerate_common::store::{Store, StoreOptions};
 use ipfs_accelerate_worker::speech::{TranscribeOptions, Wav2Vec2};
