@@ -163,7 +163,7 @@ fn infer_text_embed_similarity_and_generate() {
     // Errors: a model of the wrong kind, an unknown model, a forced device that is absent.
     assert_eq!(
         error_kind(&env, &["infer", "text", "embed", "x", "--model", "smollm2-135m"]),
-        "unsupported"
+        "wrong_task"
     );
     assert_eq!(
         error_kind(&env, &["infer", "--model-id", "nope", "text", "embed", "x"]),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use candle_core::{DType, Device, Tensor};
 use ipfs_accelerate_common::store::{Store, StoreOptions};
 use ipfs_accelerate_worker::skill::{self, LoadContext, Loaded, ModelFiles, Task};
-use ipfs_accelerate_worker::text::{GenerateParams, Prompt};
+use ipfs_accelerate_worker::text::{GenerateParams, Prompt, TextEmbedder, TextGenerator};
 use ipfs_accelerate_worker::{Cancel, ImportOptions, Registry};
 use serde_json::json;
 
@@ -55,9 +55,8 @@ fn main() {
     // `workerbench A B embeddings`: only the embedding figures (for profiling).
     let only_embeddings = args.get(2).is_some_and(|a| a == "embeddings");
     let peak = matmul_peak();
-    let (Loaded::Embedder(embedder), Loaded::Generator(generator)) = (embedder, generator) else {
-        panic!("unexpected skills")
-    };
+    let embedder: &TextEmbedder = embedder.as_any().downcast_ref().expect("an embedder");
+    let generator: &TextGenerator = generator.as_any().downcast_ref().expect("a generator");
     let cancel = Cancel::new();
     let texts: Vec<String> = (0..64).map(|i| SENTENCES[i % SENTENCES.len()].to_string()).collect();
     // Warm up (allocations, thread pool).
@@ -146,7 +145,7 @@ fn load(
     wheel: &str,
     name: &str,
     task: Task,
-) -> Loaded {
+) -> std::sync::Arc<dyn Loaded> {
     rt.block_on(async {
         let options = ImportOptions { name: Some(name.into()), ..ImportOptions::default() };
         let model = registry.import(std::path::Path::new(wheel), options).await.unwrap();

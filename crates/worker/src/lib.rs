@@ -49,12 +49,15 @@
 //! ```
 
 pub mod audio;
+pub mod capability;
+mod config;
 mod error;
 pub mod hub;
 pub mod kernels;
 pub mod manifest;
 mod nn;
 pub mod registry;
+mod scheduler;
 pub mod skill;
 mod source;
 pub mod speech;
@@ -62,12 +65,13 @@ pub mod text;
 pub mod vision;
 mod worker;
 
+pub use config::WorkerConfig;
 pub use error::{Error, Result};
 pub use registry::{ImportOptions, Model, Registry};
+pub use scheduler::{build_info, Inference, LoadedModel, ModelRef, Timings, RESULTS_NAMESPACE};
 pub use skill::{Cancel, Embeddings, FinishReason, GeneratedText, Similarity, Task, Usage};
 pub use source::SourceOptions;
 pub use worker::{
-    build_info, AudioClassification, AudioEmbedding, ImageClassification, ImageEmbedding,
-    ImageSource, ImageTextSimilarity, Inference, LoadedModel, ModelRef, SynthesizedSpeech, Timings,
-    VideoSource, VideoTextSimilarity, Worker, WorkerConfig, RESULTS_NAMESPACE,
+    AudioClassification, AudioEmbedding, ImageClassification, ImageEmbedding, ImageSource,
+    ImageTextSimilarity, SynthesizedSpeech, VideoSource, VideoTextSimilarity, Worker,
 };

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use crate::capability::Loaded;
 use crate::error::{Error, Result};
 use crate::manifest::{Format, Manifest};
-use crate::text::{TextEmbedder, TextGenerator};
 
 /// What a caller asks a model to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -156,49 +156,6 @@ pub struct Derived {
     pub info: crate::manifest::ModelInfo,
 }
 
-/// A model loaded by a skill, ready to run (shared by the requests running on it).
-#[derive(Debug)]
-pub enum Loaded {
-    /// A text embedding model.
-    Embedder(Arc<TextEmbedder>),
-    /// A text generation model.
-    Generator(Arc<TextGenerator>),
-    /// A speech recognition model.
-    Transcriber(Arc<crate::speech::Transcriber>),
-    /// A text-to-speech voice.
-    Synthesizer(Arc<crate::speech::Synthesizer>),
-    /// A wav2vec2 model (CTC recognition, embeddings).
-    Wav2Vec2(Arc<crate::speech::Wav2Vec2>),
-    /// A CLAP model (zero-shot audio classification, audio embeddings).
-    Clap(Arc<crate::speech::Clap>),
-    /// A CLIP model (image embeddings, image–text similarity).
-    Clip(Arc<crate::vision::Clip>),
-    /// A ViT image classifier.
-    Vit(Arc<crate::vision::Vit>),
-    /// A LLaVA model.
-    Llava(Arc<crate::vision::Llava>),
-    /// An X-CLIP model.
-    XClip(Arc<crate::vision::XClip>),
-}
-
-impl Loaded {
-    /// Resident bytes (weights and tokenizer tables), for the worker's memory budget.
-    pub fn memory_bytes(&self) -> u64 {
-        match self {
-            Loaded::Embedder(m) => m.memory_bytes(),
-            Loaded::Generator(m) => m.memory_bytes(),
-            Loaded::Transcriber(m) => m.memory_bytes(),
-            Loaded::Synthesizer(m) => m.memory_bytes(),
-            Loaded::Wav2Vec2(m) => m.memory_bytes(),
-            Loaded::Clap(m) => m.memory_bytes(),
-            Loaded::Clip(m) => m.memory_bytes(),
-            Loaded::Vit(m) => m.memory_bytes(),
-            Loaded::Llava(m) => m.memory_bytes(),
-            Loaded::XClip(m) => m.memory_bytes(),
-        }
-    }
-}
-
 /// One skill: a task on some model families.
 pub trait Skill: Send + Sync {
     /// What it does, on which models and devices.
@@ -217,8 +174,81 @@ pub trait Skill: Send + Sync {
     }
 
     /// Loads the model from its files. Blocking (run it off the async reactor).
-    fn load(&self, manifest: &Manifest, files: ModelFiles, context: &LoadContext)
-        -> Result<Loaded>;
+    fn load(
+        &self,
+        manifest: &Manifest,
+        files: ModelFiles,
+        context: &LoadContext,
+    ) -> Result<Arc<dyn Loaded>>;
+}
+
+/// A skill over a Hugging Face safetensors checkpoint, as data: the family it runs, the
+/// files it reads, the one it cannot work without, and how its model is built. CLIP, CLAP,
+/// ViT, LLaVA and X-CLIP are each one or two of these.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint {
+    /// The skill's name.
+    pub name: &'static str,
+    /// Its task.
+    pub task: Task,
+    /// The `model_type`s it runs.
+    pub families: &'static [&'static str],
+    /// The family's name in reasons ("CLIP").
+    pub label: &'static str,
+    /// Files read when the model has them, besides `config.json` and the weights.
+    pub optional: &'static [&'static str],
+    /// A file without which this task cannot run, and what its absence means.
+    pub required: Option<(&'static str, &'static str)>,
+    /// Input limits (see [`SkillInfo::limits`]).
+    pub limits: &'static str,
+    /// What it returns.
+    pub output: &'static str,
+    /// Builds the model. Blocking.
+    pub build: fn(CheckpointFiles, &candle_core::Device) -> Result<Arc<dyn Loaded>>,
+}
+
+/// A checkpoint's files, as [`Checkpoint::build`] gets them.
+#[derive(Debug)]
+pub struct CheckpointFiles {
+    /// `config.json`.
+    pub config: Vec<u8>,
+    /// The weights file.
+    pub weights: Vec<u8>,
+    /// The optional files the model has.
+    pub rest: ModelFiles,
+}
+
+impl Skill for Checkpoint {
+    fn info(&self) -> SkillInfo {
+        SkillInfo {
+            name: self.name,
+            task: self.task,
+            families: self.families,
+            formats: &[Format::Safetensors],
+            devices: compiled_devices(),
+            limits: self.limits,
+            output: self.output,
+        }
+    }
+
+    fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
+        accepts_safetensors(manifest, self.families, self.label, self.required)
+    }
+
+    fn files(&self, manifest: &Manifest) -> Vec<String> {
+        hf_files(manifest, self.optional)
+    }
+
+    fn load(
+        &self,
+        manifest: &Manifest,
+        mut files: ModelFiles,
+        context: &LoadContext,
+    ) -> Result<Arc<dyn Loaded>> {
+        let config = files.take("config.json")?;
+        let weights = files.take(&manifest.info.weights)?;
+        (self.build)(CheckpointFiles { config, weights, rest: files }, &context.device)
+    }
 }
 
 /// The check every safetensors skill's `accepts` starts with: the model is of `family`
@@ -226,11 +256,11 @@ pub trait Skill: Send + Sync {
 /// the model has that file (the reason says what its absence means).
 pub(crate) fn accepts_safetensors(
     manifest: &Manifest,
-    family: &str,
+    families: &[&str],
     label: &str,
     required: Option<(&str, &str)>,
 ) -> std::result::Result<(), String> {
-    if manifest.info.family != family {
+    if !families.contains(&manifest.info.family.as_str()) {
         return Err(format!("a {} model is not {label}", manifest.info.family));
     }
     if manifest.info.format != Format::Safetensors {
@@ -261,16 +291,16 @@ pub fn skills() -> &'static [&'static dyn Skill] {
         &crate::text::EmbeddingSkill,
         &crate::text::GenerationSkill,
         &crate::speech::WhisperSkill,
-        &crate::speech::Wav2Vec2Skill(Task::SpeechRecognition),
-        &crate::speech::Wav2Vec2Skill(Task::AudioEmbedding),
+        &crate::speech::wav2vec2::RECOGNIZE_SKILL,
+        &crate::speech::wav2vec2::EMBED_SKILL,
         &crate::speech::PiperSkill,
-        &crate::speech::ClapSkill(Task::AudioClassification),
-        &crate::speech::ClapSkill(Task::AudioEmbedding),
-        &crate::vision::VitSkill,
-        &crate::vision::ClipSkill(Task::ImageEmbedding),
-        &crate::vision::ClipSkill(Task::ImageTextSimilarity),
-        &crate::vision::LlavaSkill,
-        &crate::vision::XClipSkill,
+        &crate::speech::clap::CLASSIFY_SKILL,
+        &crate::speech::clap::EMBED_SKILL,
+        &crate::vision::vit::SKILL,
+        &crate::vision::clip::EMBED_SKILL,
+        &crate::vision::clip::SIMILARITY_SKILL,
+        &crate::vision::llava::SKILL,
+        &crate::vision::xclip::SKILL,
     ]
 }
 
@@ -285,6 +315,21 @@ pub fn find(task: Task, model: &str, manifest: &Manifest) -> Result<&'static dyn
             Ok(()) => return Ok(*skill),
             Err(reason) => reasons.push(format!("{}: {reason}", skill.info().name)),
         }
+    }
+    // A model another task's skill runs is the wrong model for this task, not an
+    // unsupported one: say what it is for.
+    let mut its_tasks: Vec<&str> = skills()
+        .iter()
+        .filter(|s| s.accepts(manifest).is_ok())
+        .map(|s| s.info().task.name())
+        .collect();
+    its_tasks.dedup();
+    if !its_tasks.is_empty() {
+        return Err(Error::WrongTask {
+            model: model.to_string(),
+            task: its_tasks.join(" / "),
+            asked: task.name(),
+        });
     }
     Err(Error::Unsupported {
         model: model.to_string(),

@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ipfs_accelerate_common::store::{Store, StoreOptions};
 use ipfs_accelerate_worker::skill::{self, Loaded, ModelFiles, Task};
-use ipfs_accelerate_worker::text::{cosine, GenerateParams, Prompt};
+use ipfs_accelerate_worker::text::{cosine, GenerateParams, Prompt, TextEmbedder, TextGenerator};
 use ipfs_accelerate_worker::{Cancel, FinishReason, ImportOptions, Registry};
 use serde::Deserialize;
 
@@ -16,7 +17,7 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-async fn load(registry: &Registry, name: &str, task: Task) -> Loaded {
+async fn load(registry: &Registry, name: &str, task: Task) -> Arc<dyn Loaded> {
     let model = registry.resolve(name).await.unwrap();
     let skill = skill::find(task, name, &model.manifest).unwrap();
     let mut files = BTreeMap::new();
@@ -58,9 +59,8 @@ fn minilm_matches_sentence_transformers() {
             Registry::new(Store::open(dir.path(), StoreOptions::default()).await.unwrap());
         let options = ImportOptions { name: Some("minilm".into()), ..ImportOptions::default() };
         registry.import(&tests::servers::minilm_wheel(), options).await.unwrap();
-        let Loaded::Embedder(model) = load(&registry, "minilm", Task::TextEmbedding).await else {
-            panic!("not an embedder")
-        };
+        let loaded = load(&registry, "minilm", Task::TextEmbedding).await;
+        let model: &TextEmbedder = loaded.as_any().downcast_ref().expect("not an embedder");
         let reference: Reference =
             serde_json::from_str(include_str!("fixtures/minilm_reference.json")).unwrap();
         assert_eq!(model.max_tokens(), reference.max_seq_length);
@@ -100,10 +100,8 @@ fn smollm2_answers_greedily_and_streams_the_same_text() {
             Registry::new(Store::open(dir.path(), StoreOptions::default()).await.unwrap());
         let options = ImportOptions { name: Some("smollm2".into()), ..ImportOptions::default() };
         registry.import(&tests::servers::smollm2_wheel(), options).await.unwrap();
-        let Loaded::Generator(model) = load(&registry, "smollm2", Task::TextGeneration).await
-        else {
-            panic!("not a generator")
-        };
+        let loaded = load(&registry, "smollm2", Task::TextGeneration).await;
+        let model: &TextGenerator = loaded.as_any().downcast_ref().expect("not a generator");
         let prompt = Prompt::Text("What is the capital of France?".into());
         let params =
             GenerateParams { max_tokens: 24, temperature: 0.0, ..GenerateParams::default() };

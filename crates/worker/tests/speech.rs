@@ -189,10 +189,18 @@ fn bad_audio_and_missing_voices_are_clear_errors_and_nothing_is_cached() {
         // A Whisper model is not a voice, and a voice cannot transcribe.
         let wrong =
             worker.synthesize(Some("whisper-base"), "Hello.".into(), Default::default()).await;
-        assert!(matches!(wrong, Err(Error::Unsupported { .. })), "{wrong:?}");
+        assert!(
+            matches!(&wrong, Err(Error::WrongTask { task, asked, .. })
+                if task == "speech-recognition" && *asked == "speech-synthesis"),
+            "{wrong:?}"
+        );
         let wrong =
             worker.transcribe(Some("piper-joe"), tests::servers::espeak_wav("hi"), options).await;
-        assert!(matches!(wrong, Err(Error::Unsupported { .. })), "{wrong:?}");
+        assert!(
+            matches!(&wrong, Err(Error::WrongTask { task, asked, .. })
+                if task == "speech-synthesis" && *asked == "speech-recognition"),
+            "{wrong:?}"
+        );
         let silent = worker.synthesize(None, "   ".into(), Default::default()).await;
         assert!(invalid(silent.unwrap_err()).contains("empty"));
 

@@ -103,13 +103,26 @@ fn bad_input_is_a_clear_error_and_caches_nothing() {
 
         let err = worker.embed(Some("no-such-model"), vec!["x".into()], None).await.unwrap_err();
         assert!(matches!(&err, Error::UnknownModel { name } if name == "no-such-model"), "{err}");
+        // A model of another task: the error names the model, what it is for and what was asked.
         let err = worker.embed(Some("smollm2-135m"), vec!["x".into()], None).await.unwrap_err();
-        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        assert!(
+            matches!(&err, Error::WrongTask { model, task, asked }
+                if model == "smollm2-135m" && task == "text-generation" && *asked == "text-embedding"),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "model smollm2-135m is a text-generation model; it cannot be used for text-embedding"
+        );
         let err = worker
             .generate(Some("minilm"), Prompt::Text("x".into()), greedy(4), None)
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        assert!(
+            matches!(&err, Error::WrongTask { task, asked, .. }
+                if task == "text-embedding" && *asked == "text-generation"),
+            "{err}"
+        );
         assert_eq!(cached_results(&store).await, 0);
 
         // Over the model's limit: truncated and flagged, not refused.

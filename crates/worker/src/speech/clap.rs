@@ -23,9 +23,8 @@ use serde::Deserialize;
 use crate::audio::mel::{shrink_rows, MelBank, MelScale, Stft};
 use crate::audio::Audio;
 use crate::error::{Error, Result};
-use crate::manifest::{Format, Manifest};
 use crate::nn::{l2_normalize, no_tokenizer, only_row, softmax, Pad, TextTokenizer};
-use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
+use crate::skill::{Cancel, Checkpoint, Task};
 
 /// HF's zero-shot audio classification prompt (`hypothesis_template`).
 pub const LABEL_TEMPLATE: &str = "This is a sound of {}.";
@@ -1088,57 +1087,52 @@ pub struct LabelScore {
     pub score: f32,
 }
 
-/// The CLAP skill: zero-shot audio classification and audio embeddings.
-#[derive(Debug, Clone, Copy)]
-pub struct ClapSkill(pub Task);
+/// CLAP zero-shot audio classification.
+pub const CLASSIFY_SKILL: Checkpoint = Checkpoint {
+    name: "clap-classify",
+    task: Task::AudioClassification,
+    families: &["clap"],
+    label: "CLAP",
+    optional: &["preprocessor_config.json", "tokenizer.json"],
+    required: Some(("tokenizer.json", "labels cannot be read")),
+    limits: "audio resampled to the extractor's rate (48 kHz); clips past max_length_s are fused from 3 crops",
+    output: "labels with probabilities (softmax over the given labels)",
+    build: |files, device| {
+        Ok(std::sync::Arc::new(Clap::load(
+            &files.config,
+            files.weights,
+            files.rest.get("preprocessor_config.json"),
+            files.rest.get("tokenizer.json"),
+            device,
+        )?))
+    },
+};
 
-impl Skill for ClapSkill {
-    fn info(&self) -> SkillInfo {
-        SkillInfo {
-            name: if self.0 == Task::AudioEmbedding { "clap-embed" } else { "clap-classify" },
-            task: self.0,
-            families: &["clap"],
-            formats: &[Format::Safetensors],
-            devices: crate::skill::compiled_devices(),
-            limits: "audio resampled to the extractor's rate (48 kHz); clips past max_length_s are fused from 3 crops",
-            output: if self.0 == Task::AudioEmbedding {
-                "one unit-norm vector (the projected audio embedding)"
-            } else {
-                "labels with probabilities (softmax over the given labels)"
-            },
-        }
+/// CLAP audio embeddings.
+pub const EMBED_SKILL: Checkpoint = Checkpoint {
+    name: "clap-embed",
+    task: Task::AudioEmbedding,
+    required: None,
+    output: "one unit-norm vector (the projected audio embedding)",
+    ..CLASSIFY_SKILL
+};
+
+crate::capability::loaded!(Clap: audio_embedder -> EmbedAudio, audio_classifier -> ClassifyAudio);
+
+impl crate::capability::EmbedAudio for Clap {
+    fn embed_audio(&self, audio: Audio, cancel: &Cancel) -> Result<Vec<f32>> {
+        self.embed(audio, cancel)
     }
+}
 
-    fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        crate::skill::accepts_safetensors(
-            manifest,
-            "clap",
-            "CLAP",
-            (self.0 == Task::AudioClassification)
-                .then_some(("tokenizer.json", "labels cannot be read")),
-        )
-    }
-
-    fn files(&self, manifest: &Manifest) -> Vec<String> {
-        crate::skill::hf_files(manifest, &["preprocessor_config.json", "tokenizer.json"])
-    }
-
-    fn load(
+impl crate::capability::ClassifyAudio for Clap {
+    fn classify_audio(
         &self,
-        manifest: &Manifest,
-        mut files: ModelFiles,
-        context: &LoadContext,
-    ) -> Result<Loaded> {
-        let config = files.take("config.json")?;
-        let weights = files.take(&manifest.info.weights)?;
-        let model = Clap::load(
-            &config,
-            weights,
-            files.get("preprocessor_config.json"),
-            files.get("tokenizer.json"),
-            &context.device,
-        )?;
-        Ok(Loaded::Clap(std::sync::Arc::new(model)))
+        audio: Audio,
+        labels: &[String],
+        cancel: &Cancel,
+    ) -> Result<Vec<LabelScore>> {
+        self.classify(audio, labels, cancel)
     }
 }
 

@@ -10,9 +10,9 @@ pub mod piper;
 pub mod wav2vec2;
 pub mod whisper;
 
-pub use clap::{Clap, ClapSkill, LabelScore};
+pub use clap::{Clap, LabelScore};
 pub use piper::{PiperSkill, Speech, SynthesizeOptions, Synthesizer};
-pub use wav2vec2::{Wav2Vec2, Wav2Vec2Skill};
+pub use wav2vec2::Wav2Vec2;
 pub use whisper::{
     Segment, SpeechTask, TranscribeOptions, Transcriber, Transcription, WhisperSkill,
 };

@@ -225,7 +225,7 @@ impl Skill for PiperSkill {
         manifest: &Manifest,
         mut files: ModelFiles,
         context: &LoadContext,
-    ) -> Result<Loaded> {
+    ) -> Result<std::sync::Arc<dyn Loaded>> {
         let weights = &manifest.info.weights;
         let config_file = format!("{weights}.json");
         let config = VoiceConfig::parse(&config_file, &files.take(&config_file)?)?;
@@ -237,11 +237,24 @@ impl Skill for PiperSkill {
             .map_err(|e| {
                 Error::invalid_file(weights, format!("ONNX Runtime cannot load it: {e}"))
             })?;
-        Ok(Loaded::Synthesizer(std::sync::Arc::new(Synthesizer {
+        Ok(std::sync::Arc::new(Synthesizer {
             session: Mutex::new(session),
             config,
             bytes: graph.len() as u64 * 2,
-        })))
+        }))
+    }
+}
+
+crate::capability::loaded!(Synthesizer: synthesizer -> Synthesize);
+
+impl crate::capability::Synthesize for Synthesizer {
+    fn synthesize(
+        &self,
+        text: &str,
+        options: &SynthesizeOptions,
+        cancel: &Cancel,
+    ) -> Result<Speech> {
+        Synthesizer::synthesize(self, text, options, cancel)
     }
 }
 

@@ -16,9 +16,8 @@ use serde::Deserialize;
 
 use crate::audio::Audio;
 use crate::error::{Error, Result};
-use crate::manifest::{Format, Manifest};
 use crate::nn::Attention;
-use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
+use crate::skill::{Cancel, Checkpoint, Task};
 use crate::speech::{Segment, SpeechTask, TranscribeOptions, Transcription};
 
 /// The sample rate wav2vec2 listens at.
@@ -420,49 +419,46 @@ impl Wav2Vec2 {
     }
 }
 
-/// The wav2vec2 skill: CTC speech recognition and audio embeddings.
-#[derive(Debug, Clone, Copy)]
-pub struct Wav2Vec2Skill(pub Task);
+/// wav2vec2 speech recognition (greedy CTC).
+pub const RECOGNIZE_SKILL: Checkpoint = Checkpoint {
+    name: "wav2vec2-ctc",
+    task: Task::SpeechRecognition,
+    families: &["wav2vec2"],
+    label: "wav2vec2",
+    optional: &["vocab.json"],
+    required: Some(("vocab.json", "not a CTC model")),
+    limits: "audio resampled to 16 kHz mono, up to [worker] max_audio_seconds",
+    output: "text (greedy CTC)",
+    build: |files, device| {
+        let vocab = files.rest.get("vocab.json");
+        Ok(std::sync::Arc::new(Wav2Vec2::load(&files.config, files.weights, vocab, device)?))
+    },
+};
 
-impl Skill for Wav2Vec2Skill {
-    fn info(&self) -> SkillInfo {
-        SkillInfo {
-            name: if self.0 == Task::AudioEmbedding { "wav2vec2-embed" } else { "wav2vec2-ctc" },
-            task: self.0,
-            families: &["wav2vec2"],
-            formats: &[Format::Safetensors],
-            devices: crate::skill::compiled_devices(),
-            limits: "audio resampled to 16 kHz mono, up to [worker] max_audio_seconds",
-            output: if self.0 == Task::AudioEmbedding {
-                "one vector (mean of the last hidden states)"
-            } else {
-                "text (greedy CTC)"
-            },
-        }
-    }
+/// wav2vec2 audio embeddings.
+pub const EMBED_SKILL: Checkpoint = Checkpoint {
+    name: "wav2vec2-embed",
+    task: Task::AudioEmbedding,
+    required: None,
+    output: "one vector (mean of the last hidden states)",
+    ..RECOGNIZE_SKILL
+};
 
-    fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        crate::skill::accepts_safetensors(
-            manifest,
-            "wav2vec2",
-            "wav2vec2",
-            (self.0 == Task::SpeechRecognition).then_some(("vocab.json", "not a CTC model")),
-        )
-    }
+crate::capability::loaded!(Wav2Vec2: transcriber -> Transcribe, audio_embedder -> EmbedAudio);
 
-    fn files(&self, manifest: &Manifest) -> Vec<String> {
-        crate::skill::hf_files(manifest, &["vocab.json"])
-    }
-
-    fn load(
+impl crate::capability::Transcribe for Wav2Vec2 {
+    fn transcribe(
         &self,
-        manifest: &Manifest,
-        mut files: ModelFiles,
-        context: &LoadContext,
-    ) -> Result<Loaded> {
-        let config = files.take("config.json")?;
-        let weights = files.take(&manifest.info.weights)?;
-        let model = Wav2Vec2::load(&config, weights, files.get("vocab.json"), &context.device)?;
-        Ok(Loaded::Wav2Vec2(std::sync::Arc::new(model)))
+        audio: Audio,
+        options: &TranscribeOptions,
+        cancel: &Cancel,
+    ) -> Result<Transcription> {
+        Wav2Vec2::transcribe(self, audio, options, cancel)
+    }
+}
+
+impl crate::capability::EmbedAudio for Wav2Vec2 {
+    fn embed_audio(&self, audio: Audio, cancel: &Cancel) -> Result<Vec<f32>> {
+        self.embed(audio, cancel)
     }
 }

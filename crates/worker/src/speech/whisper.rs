@@ -161,8 +161,8 @@ impl Skill for WhisperSkill {
         &self,
         manifest: &Manifest,
         mut files: ModelFiles,
-        _context: &LoadContext,
-    ) -> Result<Loaded> {
+        load: &LoadContext,
+    ) -> Result<std::sync::Arc<dyn Loaded>> {
         static LOGS: Once = Once::new();
         LOGS.call_once(whisper_rs::install_logging_hooks);
         // ggml picks its CPU variant on first use; a CPU none can serve is a typed error here,
@@ -175,12 +175,26 @@ impl Skill for WhisperSkill {
         let context = WhisperContext::new_from_buffer_with_params(&bytes, params).map_err(|e| {
             Error::invalid_file(&manifest.info.weights, format!("whisper.cpp cannot load it: {e}"))
         })?;
-        Ok(Loaded::Transcriber(std::sync::Arc::new(Transcriber {
+        Ok(std::sync::Arc::new(Transcriber {
             context,
             idle: std::sync::Mutex::new(None),
             // The weights plus whisper.cpp's per-request buffers (KV caches, mel, encoder out).
             bytes: bytes.len() as u64 + (96 << 20),
-        })))
+            threads: load.threads,
+        }))
+    }
+}
+
+crate::capability::loaded!(Transcriber: transcriber -> Transcribe);
+
+impl crate::capability::Transcribe for Transcriber {
+    fn transcribe(
+        &self,
+        audio: Audio,
+        options: &TranscribeOptions,
+        cancel: &Cancel,
+    ) -> Result<Transcription> {
+        Transcriber::transcribe(self, audio, options, self.threads, cancel)
     }
 }
 
@@ -207,6 +221,8 @@ pub struct Transcriber {
     /// requests: `no_context` clears the previous request's text context as each starts.
     idle: std::sync::Mutex<Option<WhisperState>>,
     bytes: u64,
+    /// whisper.cpp's threads, from the load context.
+    threads: usize,
 }
 
 impl std::fmt::Debug for Transcriber {

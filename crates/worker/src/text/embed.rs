@@ -75,9 +75,21 @@ impl Skill for EmbeddingSkill {
         manifest: &Manifest,
         files: ModelFiles,
         context: &LoadContext,
-    ) -> Result<Loaded> {
-        let model = TextEmbedder::load(manifest, files, &context.device)?;
-        Ok(Loaded::Embedder(std::sync::Arc::new(model)))
+    ) -> Result<std::sync::Arc<dyn Loaded>> {
+        Ok(std::sync::Arc::new(TextEmbedder::load(manifest, files, &context.device)?))
+    }
+}
+
+crate::capability::loaded!(TextEmbedder: embedder -> Embed);
+
+impl crate::capability::Embed for TextEmbedder {
+    fn embed(
+        &self,
+        texts: &[String],
+        normalize: Option<bool>,
+        cancel: &Cancel,
+    ) -> Result<Embeddings> {
+        TextEmbedder::embed(self, texts, normalize, cancel)
     }
 }
 

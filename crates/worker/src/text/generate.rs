@@ -64,11 +64,27 @@ impl Skill for GenerationSkill {
         manifest: &Manifest,
         mut files: ModelFiles,
         context: &LoadContext,
-    ) -> Result<Loaded> {
-        let device = &context.device;
+    ) -> Result<std::sync::Arc<dyn Loaded>> {
         let bytes = files.take(&manifest.info.weights)?;
-        let model = TextGenerator::load(&manifest.info.weights, bytes, device)?;
-        Ok(Loaded::Generator(std::sync::Arc::new(model)))
+        Ok(std::sync::Arc::new(TextGenerator::load(
+            &manifest.info.weights,
+            bytes,
+            &context.device,
+        )?))
+    }
+}
+
+crate::capability::loaded!(TextGenerator: generator -> Generate);
+
+impl crate::capability::Generate for TextGenerator {
+    fn generate(
+        &self,
+        prompt: &Prompt,
+        params: &GenerateParams,
+        cancel: &Cancel,
+        on_text: crate::capability::OnText<'_>,
+    ) -> Result<GeneratedText> {
+        TextGenerator::generate(self, prompt, params, cancel, on_text).map(|(text, _)| text)
     }
 }
 

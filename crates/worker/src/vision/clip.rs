@@ -16,9 +16,8 @@ use serde::Deserialize;
 
 use super::image::Processor;
 use crate::error::{Error, Result};
-use crate::manifest::{Format, Manifest};
 use crate::nn::{l2_normalize, no_tokenizer, only_row, softmax, Pad, TextTokenizer};
-use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
+use crate::skill::{Cancel, Checkpoint, Task};
 
 fn bad_config(reason: impl std::fmt::Display) -> Error {
     Error::invalid_file("config.json", format!("not a CLIP config: {reason}"))
@@ -335,56 +334,52 @@ pub struct TextScore {
     pub probability: f32,
 }
 
-/// The CLIP skill: image embeddings, and image–text similarity.
-#[derive(Debug, Clone, Copy)]
-pub struct ClipSkill(pub Task);
+/// CLIP image embeddings.
+pub const EMBED_SKILL: Checkpoint = Checkpoint {
+    name: "clip-embed",
+    task: Task::ImageEmbedding,
+    required: None,
+    output: "one unit-norm vector per image",
+    ..SIMILARITY_SKILL
+};
 
-impl Skill for ClipSkill {
-    fn info(&self) -> SkillInfo {
-        SkillInfo {
-            name: if self.0 == Task::ImageEmbedding { "clip-embed" } else { "clip-similarity" },
-            task: self.0,
-            families: &["clip"],
-            formats: &[Format::Safetensors],
-            devices: crate::skill::compiled_devices(),
-            limits: "images resized and cropped to the model's image_size; texts cut to max_position_embeddings tokens",
-            output: if self.0 == Task::ImageEmbedding {
-                "one unit-norm vector per image"
-            } else {
-                "per text: cosine, logit and softmax probability"
-            },
-        }
+/// CLIP image–text similarity (zero-shot classification).
+pub const SIMILARITY_SKILL: Checkpoint = Checkpoint {
+    name: "clip-similarity",
+    task: Task::ImageTextSimilarity,
+    families: &["clip"],
+    label: "CLIP",
+    optional: &["preprocessor_config.json", "tokenizer.json"],
+    required: Some(("tokenizer.json", "texts cannot be read")),
+    limits: "images resized and cropped to the model's image_size; texts cut to max_position_embeddings tokens",
+    output: "per text: cosine, logit and softmax probability",
+    build: |files, device| {
+        Ok(std::sync::Arc::new(Clip::load(
+            &files.config,
+            files.weights,
+            files.rest.get("preprocessor_config.json"),
+            files.rest.get("tokenizer.json"),
+            device,
+        )?))
+    },
+};
+
+crate::capability::loaded!(Clip: image_embedder -> EmbedImage, image_text -> ImageText);
+
+impl crate::capability::EmbedImage for Clip {
+    fn embed_image(&self, image: &image::RgbImage, cancel: &Cancel) -> Result<Vec<f32>> {
+        cancel.check()?;
+        Clip::embed_image(self, image)
     }
+}
 
-    fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        crate::skill::accepts_safetensors(
-            manifest,
-            "clip",
-            "CLIP",
-            (self.0 == Task::ImageTextSimilarity)
-                .then_some(("tokenizer.json", "texts cannot be read")),
-        )
-    }
-
-    fn files(&self, manifest: &Manifest) -> Vec<String> {
-        crate::skill::hf_files(manifest, &["preprocessor_config.json", "tokenizer.json"])
-    }
-
-    fn load(
+impl crate::capability::ImageText for Clip {
+    fn image_text_similarity(
         &self,
-        manifest: &Manifest,
-        mut files: ModelFiles,
-        context: &LoadContext,
-    ) -> Result<Loaded> {
-        let config = files.take("config.json")?;
-        let weights = files.take(&manifest.info.weights)?;
-        let model = Clip::load(
-            &config,
-            weights,
-            files.get("preprocessor_config.json"),
-            files.get("tokenizer.json"),
-            &context.device,
-        )?;
-        Ok(Loaded::Clip(std::sync::Arc::new(model)))
+        image: &image::RgbImage,
+        texts: &[String],
+        cancel: &Cancel,
+    ) -> Result<Vec<TextScore>> {
+        self.similarity(image, texts, cancel)
     }
 }

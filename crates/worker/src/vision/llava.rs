@@ -25,10 +25,7 @@ use tokenizers::Tokenizer;
 
 use super::image::Processor;
 use crate::error::{Error, Result};
-use crate::manifest::{Format, Manifest};
-use crate::skill::{
-    Cancel, GeneratedText, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task,
-};
+use crate::skill::{Cancel, Checkpoint, GeneratedText, Task};
 use crate::text::{decode_loop, Decoding, GenerateParams};
 
 fn bad_config(reason: impl std::fmt::Display) -> Error {
@@ -424,53 +421,41 @@ impl Llava {
     }
 }
 
-/// The LLaVA skill: image + prompt → text.
-#[derive(Debug, Clone, Copy)]
-pub struct LlavaSkill;
-
-impl Skill for LlavaSkill {
-    fn info(&self) -> SkillInfo {
-        SkillInfo {
-            name: "llava",
-            task: Task::VisualQuestionAnswering,
-            families: &["llava"],
-            formats: &[Format::Safetensors],
-            devices: crate::skill::compiled_devices(),
-            limits: "one image per prompt; the prompt and the image's patches within the context",
-            output: "generated text (streamed), with finish reason and token counts",
-        }
-    }
-
-    fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        crate::skill::accepts_safetensors(
-            manifest,
-            "llava",
-            "LLaVA",
-            Some(("tokenizer.json", "the prompt cannot be read")),
-        )
-    }
-
-    fn files(&self, manifest: &Manifest) -> Vec<String> {
-        crate::skill::hf_files(manifest, &["tokenizer.json", "preprocessor_config.json"])
-    }
-
-    fn load(
-        &self,
-        manifest: &Manifest,
-        mut files: ModelFiles,
-        context: &LoadContext,
-    ) -> Result<Loaded> {
-        let config = files.take("config.json")?;
-        let weights = files.take(&manifest.info.weights)?;
-        let tokenizer = files.take("tokenizer.json")?;
-        let model = Llava::load(
-            &config,
-            weights,
+/// LLaVA visual question answering (captions are answers to "describe the image").
+pub const SKILL: Checkpoint = Checkpoint {
+    name: "llava",
+    task: Task::VisualQuestionAnswering,
+    families: &["llava"],
+    label: "LLaVA",
+    optional: &["tokenizer.json", "preprocessor_config.json"],
+    required: Some(("tokenizer.json", "the prompt cannot be read")),
+    limits: "one image per prompt; the prompt and the image's patches within the context",
+    output: "generated text (streamed), with finish reason and token counts",
+    build: |mut files, device| {
+        let tokenizer = files.rest.take("tokenizer.json")?;
+        let preprocessor = files.rest.get("preprocessor_config.json");
+        Ok(std::sync::Arc::new(Llava::load(
+            &files.config,
+            files.weights,
             &tokenizer,
-            files.get("preprocessor_config.json"),
-            &context.device,
-        )?;
-        Ok(Loaded::Llava(std::sync::Arc::new(model)))
+            preprocessor,
+            device,
+        )?))
+    },
+};
+
+crate::capability::loaded!(Llava: image_answerer -> AnswerImage);
+
+impl crate::capability::AnswerImage for Llava {
+    fn answer(
+        &self,
+        image: &image::RgbImage,
+        question: &str,
+        params: &GenerateParams,
+        cancel: &Cancel,
+        on_text: crate::capability::OnText<'_>,
+    ) -> Result<GeneratedText> {
+        Llava::answer(self, image, question, params, cancel, on_text)
     }
 }
 

@@ -9,11 +9,11 @@ pub mod llava;
 pub mod vit;
 pub mod xclip;
 
-pub use clip::{Clip, ClipSkill, TextScore};
+pub use clip::{Clip, TextScore};
 pub use image::{DecodeLimits, FetchPolicy, Processor};
-pub use llava::{Llava, LlavaSkill};
-pub use vit::{ImageLabel, Vit, VitSkill};
-pub use xclip::{VideoTextScore, XClip, XClipSkill};
+pub use llava::Llava;
+pub use vit::{ImageLabel, Vit};
+pub use xclip::{VideoTextScore, XClip};
 
 /// A CLIP-family `config.json` as JSON, with the sub-configs older checkpoints saved as
 /// `text_config_dict` / `vision_config_dict` moved to `text_config` / `vision_config` when

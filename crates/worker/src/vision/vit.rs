@@ -9,8 +9,7 @@ use serde::Deserialize;
 
 use super::image::Processor;
 use crate::error::{Error, Result};
-use crate::manifest::{Format, Manifest};
-use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
+use crate::skill::{Cancel, Checkpoint, Task};
 
 #[derive(Debug, Deserialize)]
 struct Labels {
@@ -125,41 +124,31 @@ impl Vit {
     }
 }
 
-/// The ViT skill: image classification.
-#[derive(Debug, Clone, Copy)]
-pub struct VitSkill;
+/// ViT image classification.
+pub const SKILL: Checkpoint = Checkpoint {
+    name: "vit-classify",
+    task: Task::ImageClassification,
+    families: &["vit"],
+    label: "ViT",
+    optional: &["preprocessor_config.json"],
+    required: None,
+    limits: "images resized to the model's image_size",
+    output: "the top-k labels (id2label) with softmax probabilities",
+    build: |files, device| {
+        let preprocessor = files.rest.get("preprocessor_config.json");
+        Ok(std::sync::Arc::new(Vit::load(&files.config, files.weights, preprocessor, device)?))
+    },
+};
 
-impl Skill for VitSkill {
-    fn info(&self) -> SkillInfo {
-        SkillInfo {
-            name: "vit-classify",
-            task: Task::ImageClassification,
-            families: &["vit"],
-            formats: &[Format::Safetensors],
-            devices: crate::skill::compiled_devices(),
-            limits: "images resized to the model's image_size",
-            output: "the top-k labels (id2label) with softmax probabilities",
-        }
-    }
+crate::capability::loaded!(Vit: image_classifier -> ClassifyImage);
 
-    fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        crate::skill::accepts_safetensors(manifest, "vit", "ViT", None)
-    }
-
-    fn files(&self, manifest: &Manifest) -> Vec<String> {
-        crate::skill::hf_files(manifest, &["preprocessor_config.json"])
-    }
-
-    fn load(
+impl crate::capability::ClassifyImage for Vit {
+    fn classify_image(
         &self,
-        manifest: &Manifest,
-        mut files: ModelFiles,
-        context: &LoadContext,
-    ) -> Result<Loaded> {
-        let config = files.take("config.json")?;
-        let weights = files.take(&manifest.info.weights)?;
-        let model =
-            Vit::load(&config, weights, files.get("preprocessor_config.json"), &context.device)?;
-        Ok(Loaded::Vit(std::sync::Arc::new(model)))
+        image: &image::RgbImage,
+        top_k: usize,
+        cancel: &Cancel,
+    ) -> Result<Vec<ImageLabel>> {
+        self.classify(image, top_k, cancel)
     }
 }

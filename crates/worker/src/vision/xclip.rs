@@ -22,9 +22,8 @@ use serde::Deserialize;
 
 use super::image::{DecodeLimits, Processor};
 use crate::error::{Error, Result};
-use crate::manifest::{Format, Manifest};
 use crate::nn::{l2_normalize, no_tokenizer, softmax, Attention, Pad, TextTokenizer};
-use crate::skill::{Cancel, LoadContext, Loaded, ModelFiles, Skill, SkillInfo, Task};
+use crate::skill::{Cancel, Checkpoint, Task};
 
 fn bad_config(reason: impl std::fmt::Display) -> Error {
     Error::invalid_file("config.json", format!("not an X-CLIP config: {reason}"))
@@ -684,51 +683,40 @@ fn run_tool(
     Ok(stdout)
 }
 
-/// The X-CLIP skill: video–text similarity.
-#[derive(Debug, Clone, Copy)]
-pub struct XClipSkill;
+/// X-CLIP video–text similarity.
+pub const SKILL: Checkpoint = Checkpoint {
+    name: "xclip",
+    task: Task::VideoTextSimilarity,
+    families: &["xclip"],
+    label: "X-CLIP",
+    optional: &["preprocessor_config.json", "tokenizer.json"],
+    required: Some(("tokenizer.json", "texts cannot be read")),
+    limits: "num_frames frames sampled at segment centres; GIF, frame images, or video via ffmpeg",
+    output: "per text: logit and softmax probability",
+    build: |files, device| {
+        Ok(std::sync::Arc::new(XClip::load(
+            &files.config,
+            files.weights,
+            files.rest.get("preprocessor_config.json"),
+            files.rest.get("tokenizer.json"),
+            device,
+        )?))
+    },
+};
 
-impl Skill for XClipSkill {
-    fn info(&self) -> SkillInfo {
-        SkillInfo {
-            name: "xclip",
-            task: Task::VideoTextSimilarity,
-            families: &["xclip"],
-            formats: &[Format::Safetensors],
-            devices: crate::skill::compiled_devices(),
-            limits: "num_frames frames sampled at segment centres; GIF, frame images, or video via ffmpeg",
-            output: "per text: logit and softmax probability",
-        }
+crate::capability::loaded!(XClip: video_text -> VideoText);
+
+impl crate::capability::VideoText for XClip {
+    fn num_frames(&self) -> usize {
+        XClip::num_frames(self)
     }
 
-    fn accepts(&self, manifest: &Manifest) -> std::result::Result<(), String> {
-        crate::skill::accepts_safetensors(
-            manifest,
-            "xclip",
-            "X-CLIP",
-            Some(("tokenizer.json", "texts cannot be read")),
-        )
-    }
-
-    fn files(&self, manifest: &Manifest) -> Vec<String> {
-        crate::skill::hf_files(manifest, &["preprocessor_config.json", "tokenizer.json"])
-    }
-
-    fn load(
+    fn video_text_similarity(
         &self,
-        manifest: &Manifest,
-        mut files: ModelFiles,
-        context: &LoadContext,
-    ) -> Result<Loaded> {
-        let config = files.take("config.json")?;
-        let weights = files.take(&manifest.info.weights)?;
-        let model = XClip::load(
-            &config,
-            weights,
-            files.get("preprocessor_config.json"),
-            files.get("tokenizer.json"),
-            &context.device,
-        )?;
-        Ok(Loaded::XClip(std::sync::Arc::new(model)))
+        frames: &[image::RgbImage],
+        texts: &[String],
+        cancel: &Cancel,
+    ) -> Result<Vec<VideoTextScore>> {
+        self.similarity(frames, texts, cancel)
     }
 }
