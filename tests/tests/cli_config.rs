@@ -107,3 +107,85 @@ fn version_is_printed() {
         .success()
         .stdout(predicate::str::starts_with("ipfs-accelerate 0."));
 }
+
+#[test]
+fn config_show_lists_every_section_key_by_key_with_its_source() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("config.toml");
+    #[allow(clippy::disallowed_methods)] // test fixture: the user's config file
+    std::fs::write(
+        &file,
+        "[worker]\nqueue_depth = 4\nmax_image_bytes = \"1MiB\"\nresult_ttl = \"2h\"\n\
+         [github.pacer]\n[backends]\ncooldown = 7\n",
+    )
+    .unwrap();
+    let output = cli(&home)
+        .args(["--json", "--config", file.to_str().unwrap(), "config", "show"])
+        .env("IPFS_ACCELERATE_THREADS", "3")
+        .env("IPFS_ACCELERATE_MEMORY_BUDGET", "2GiB")
+        .env("GITHUB_REPOSITORY", "owner/name")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let body: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let entries = body["entries"].as_array().unwrap();
+    let entry = |key: &str| {
+        entries.iter().find(|e| e["key"] == key).cloned().unwrap_or_else(|| panic!("no {key}"))
+    };
+    let from_file = format!("file {}", file.display());
+    // The file, with one size and one duration parser for every section.
+    assert_eq!(entry("worker.queue_depth")["value"], 4);
+    assert_eq!(entry("worker.queue_depth")["source"], from_file.as_str());
+    assert_eq!(entry("worker.max_image_bytes")["value"], 1 << 20);
+    assert_eq!(entry("worker.result_ttl")["value"], "2h");
+    assert_eq!(entry("backends.cooldown")["value"], "7s");
+    assert_eq!(entry("backends.cooldown")["source"], from_file.as_str());
+    // The environment.
+    assert_eq!(entry("worker.threads")["value"], 3);
+    assert_eq!(entry("worker.threads")["source"], "env IPFS_ACCELERATE_THREADS");
+    assert_eq!(entry("worker.memory_budget")["value"], 2u64 << 30);
+    assert_eq!(entry("github.repository")["value"], "owner/name");
+    assert_eq!(entry("github.repository")["source"], "env GITHUB_REPOSITORY");
+    // The defaults, nested tables included.
+    assert_eq!(entry("worker.embed_model")["source"], "default");
+    assert_eq!(entry("github.api_url")["value"], "https://api.github.com");
+    assert_eq!(entry("backends.attempts")["source"], "default");
+    assert!(entries.iter().any(|e| e["key"].as_str().unwrap().starts_with("github.pacer.")));
+    assert!(entries.iter().any(|e| e["key"].as_str().unwrap().starts_with("github.errors.")));
+    for section in
+        ["data_dir", "storage.", "remote.", "secrets.", "worker.", "backends.", "github."]
+    {
+        assert!(
+            entries.iter().any(|e| e["key"].as_str().unwrap().starts_with(section)),
+            "no {section} keys"
+        );
+    }
+}
+
+#[test]
+fn a_bad_section_value_is_one_config_error_naming_the_key() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("config.toml");
+    for (text, vars, needle) in [
+        ("[worker]\nthreads = 0\n", vec![], "threads must be at least 1"),
+        ("[worker]\nmax_image_bytes = \"lots\"\n", vec![], "lots"),
+        ("[backends]\ncooldown = \"soon\"\n", vec![], "soon"),
+        ("[github]\nrepository = \"no-slash\"\n", vec![], "no-slash"),
+        ("", vec![("IPFS_ACCELERATE_THREADS", "many")], "many"),
+    ] {
+        #[allow(clippy::disallowed_methods)] // test fixture: the user's config file
+        std::fs::write(&file, text).unwrap();
+        let mut cmd = cli(&home);
+        for (k, v) in &vars {
+            cmd.env(k, v);
+        }
+        let output = cmd
+            .args(["--json", "--config", file.to_str().unwrap(), "config", "show"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        let body: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(body["error"]["kind"], "config_section", "{text}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{body}");
+    }
+}

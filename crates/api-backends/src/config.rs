@@ -289,13 +289,33 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Vec<DeploymentConfig> {
 
 /// The `[backends]` section (TOML text) over the environment's deployments: a configured
 /// deployment replaces an environment one of the same name.
-pub fn load(section: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Result<BackendsConfig> {
-    let mut config: BackendsConfig = match section {
-        Some(text) => {
-            toml::from_str(text).map_err(|e| Error::Config(format!("[backends]: {e}")))?
+impl ipfs_accelerate_common::config::Section for BackendsConfig {
+    const NAME: &'static str = "backends";
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.attempts == 0 || self.concurrency == 0 {
+            return Err("attempts and concurrency must be at least 1".into());
         }
-        None => BackendsConfig::default(),
-    };
+        Ok(())
+    }
+}
+
+/// The `[backends]` section of `config`, with the deployments the environment defines (see
+/// [`from_env`]) added and the whole checked.
+pub fn load(
+    config: &ipfs_accelerate_common::config::Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<BackendsConfig> {
+    with_env(config.section::<BackendsConfig>(&env)?, env)
+}
+
+/// `config` with the environment's deployments added (a deployment the file names wins over
+/// the variable's), checked: unique names, parseable URLs, fallbacks between groups that
+/// exist.
+pub fn with_env(
+    mut config: BackendsConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<BackendsConfig> {
     for d in &mut config.deployments {
         d.source = "config file".into();
     }
@@ -321,9 +341,6 @@ pub fn load(section: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Resu
                 )));
             }
         }
-    }
-    if config.attempts == 0 || config.concurrency == 0 {
-        return Err(Error::Config("attempts and concurrency must be at least 1".into()));
     }
     Ok(config)
 }
@@ -367,6 +384,12 @@ mod tests {
         let legacy = from_env(env(&[("OLLAMA_API_URL", "http://localhost:11434/api")]));
         assert_eq!(legacy[0].base_url, "http://localhost:11434");
         assert!(from_env(env(&[("OPENAI_BASE_URL", " ")])).is_empty());
+    }
+
+    fn load(text: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Result<BackendsConfig> {
+        let section =
+            toml::from_str(text.unwrap_or_default()).map_err(|e| Error::Config(e.to_string()))?;
+        with_env(section, env)
     }
 
     #[test]

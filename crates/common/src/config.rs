@@ -215,11 +215,71 @@ impl std::str::FromStr for KeyStorage {
     }
 }
 
+/// A section of the config file that another crate owns (`[worker]`, `[backends]`,
+/// `[github]`): a typed struct with defaults for every key, loaded by [`Config::section`] and
+/// listed key by key, with sources, by [`Config::section_entries`]. Sizes are read with
+/// [`size_text`], durations with [`duration_text`]: one parser each for every section.
+pub trait Section: serde::Serialize + serde::de::DeserializeOwned + Default {
+    /// The table's name.
+    const NAME: &'static str;
+    /// Keys an environment variable overrides, with the variable. A bool key takes the
+    /// truthiness words of [`parse_bool`], a number key a number, any other key the text.
+    const ENV: &'static [(&'static str, &'static str)] = &[];
+
+    /// Rules no single field's type says (ranges, references between keys); the reason,
+    /// naming the key, when one is broken.
+    fn validate(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Records `source` for every key of `table`, nested tables as dotted paths.
+fn file_keys(
+    prefix: &str,
+    table: &toml::Table,
+    source: &Source,
+    out: &mut std::collections::BTreeMap<String, Source>,
+) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        if let toml::Value::Table(inner) = value {
+            file_keys(&path, inner, source, out);
+        }
+        out.insert(path, source.clone());
+    }
+}
+
+/// `config show` rows for `value` under `prefix`: objects are walked, anything else (arrays
+/// of deployments included) is one row.
+fn flatten(
+    prefix: &str,
+    value: &serde_json::Value,
+    sources: &std::collections::BTreeMap<String, Source>,
+    out: &mut Vec<ConfigEntry>,
+) {
+    let Some(object) = value.as_object() else { return };
+    for (key, value) in object {
+        let key = format!("{prefix}.{key}");
+        if value.is_object() {
+            flatten(&key, value, sources, out);
+            continue;
+        }
+        // The section's own name is not part of the paths `sources` holds.
+        let inner = key.split_once('.').map_or("", |(_, rest)| rest);
+        let source = sources.get(inner).cloned().unwrap_or(Source::Default);
+        out.push(ConfigEntry {
+            key: key.clone(),
+            value: value.clone(),
+            source: source.to_string(),
+        });
+    }
+}
+
 /// One row of `config show`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ConfigEntry {
     /// Dotted key, as written in the config file.
-    pub key: &'static str,
+    pub key: String,
     /// The effective value.
     pub value: serde_json::Value,
     /// Where it came from ("default", "file …", "env …", "flag …").
@@ -450,10 +510,71 @@ impl Config {
         self.config_file.as_deref()
     }
 
-    /// A config-file section another crate owns and validates (`backends`, `github`, `worker`), as TOML text
-    /// (the section's body, without its header).
-    pub fn section(&self, name: &str) -> Option<&str> {
-        self.sections.get(name).map(String::as_str)
+    /// The section `S` owns, typed: its defaults, under the config file's values, under the
+    /// environment variables `S::ENV` names (read through `env`), then `S::validate`d.
+    pub fn section<S: Section>(&self, env: impl Fn(&str) -> Option<String>) -> Result<S> {
+        Ok(self.resolve::<S>(&env)?.0)
+    }
+
+    /// Every key of section `S` (nested tables flattened to dotted keys) with its effective
+    /// value and source, for `config show`.
+    pub fn section_entries<S: Section>(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<ConfigEntry>> {
+        let (value, sources) = self.resolve::<S>(&env)?;
+        let value = serde_json::to_value(&value).map_err(|e| Error::ConfigSection {
+            section: S::NAME,
+            reason: format!("cannot show it: {e}"),
+        })?;
+        let mut entries = Vec::new();
+        flatten(S::NAME, &value, &sources, &mut entries);
+        Ok(entries)
+    }
+
+    /// `S` with the source of each key that did not come from the defaults (dotted paths
+    /// inside the section).
+    fn resolve<S: Section>(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(S, std::collections::BTreeMap<String, Source>)> {
+        let invalid = |reason: String| Error::ConfigSection { section: S::NAME, reason };
+        let mut table: toml::Table = match self.sections.get(S::NAME) {
+            Some(text) => toml::from_str(text).map_err(|e| invalid(e.to_string()))?,
+            None => toml::Table::new(),
+        };
+        let mut sources = std::collections::BTreeMap::new();
+        if let Some(path) = &self.config_file {
+            file_keys("", &table, &Source::File(path.clone()), &mut sources);
+        }
+        let defaults = serde_json::to_value(S::default()).map_err(|e| invalid(e.to_string()))?;
+        for (key, var) in S::ENV {
+            let Some(text) = env(var).filter(|v| !v.trim().is_empty()) else { continue };
+            let value = match defaults.get(*key) {
+                Some(serde_json::Value::Bool(_)) => toml::Value::Boolean(parse_bool(var, &text)?),
+                Some(serde_json::Value::Number(_)) | Some(serde_json::Value::Null)
+                    if text.trim().parse::<i64>().is_ok() =>
+                {
+                    toml::Value::Integer(text.trim().parse().unwrap_or_default())
+                }
+                Some(serde_json::Value::Number(_)) => {
+                    let number = text.trim().parse::<f64>().map_err(|_| Error::InvalidEnv {
+                        var: (*var).into(),
+                        value: text.clone(),
+                        expected: "a number",
+                    })?;
+                    toml::Value::Float(number)
+                }
+                _ => toml::Value::String(text.clone()),
+            };
+            table.insert((*key).to_string(), value);
+            sources.insert((*key).to_string(), Source::Env(var));
+        }
+        let section: S = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(e.message().to_string()))?;
+        section.validate().map_err(invalid)?;
+        Ok((section, sources))
     }
 
     /// Where the store and everything else this system keeps lives.
@@ -495,7 +616,7 @@ impl Config {
     pub fn entries(&self) -> Vec<ConfigEntry> {
         fn entry<T: serde::Serialize>(key: &'static str, s: &Setting<T>) -> ConfigEntry {
             ConfigEntry {
-                key,
+                key: key.to_string(),
                 value: serde_json::to_value(&s.value).unwrap_or(serde_json::Value::Null),
                 source: s.source.to_string(),
             }
@@ -539,14 +660,18 @@ const DURATION_EXPECTED: &str = "a duration such as 30s, 500ms or 2m (a bare num
 /// Long enough for a 1 MiB block over a slow link; short enough that a dead tier is noticed.
 const DEFAULT_REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Parses a duration: `30s`, `500ms`, `2m`, or a bare number of seconds; zero is rejected.
+/// Parses a deadline: a [`duration`] that is not zero.
 fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    duration(text).filter(|d| !d.is_zero())
+}
+
+/// The one duration parser: `30s`, `500ms`, `2m`, `14d`, or a bare number of seconds.
+pub fn duration(text: &str) -> Option<std::time::Duration> {
     let text = text.trim();
-    let duration = match text.parse::<u64>() {
-        Ok(seconds) => std::time::Duration::from_secs(seconds),
-        Err(_) => humantime::parse_duration(text).ok()?,
-    };
-    (!duration.is_zero()).then_some(duration)
+    match text.parse::<u64>() {
+        Ok(seconds) => Some(std::time::Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text).ok(),
+    }
 }
 
 /// The one truthiness parser for environment values.
@@ -874,8 +999,52 @@ pub mod duration_text {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
-    /// Reads humantime text.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Seconds(u64),
+        Text(String),
+    }
+
+    /// Reads humantime text (`"30s"`, `"2m"`) or a number of seconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        humantime::parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+        match Text::deserialize(d)? {
+            Text::Seconds(n) => Ok(Duration::from_secs(n)),
+            Text::Text(t) => super::duration(&t).ok_or_else(|| {
+                serde::de::Error::custom(format!("{t:?} is not {}", super::DURATION_EXPECTED))
+            }),
+        }
+    }
+}
+
+/// Sizes as a byte count or text (`"8GiB"`, `"500MB"`) in TOML sections, optional:
+/// `#[serde(with = "ipfs_accelerate_common::config::size_text")]` on an `Option<u64>`.
+pub mod size_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+
+    /// Writes the byte count.
+    pub fn serialize<S: Serializer>(size: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match size {
+            Some(n) => s.serialize_u64(*n),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads a byte count or a size with a unit.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Size>::deserialize(d)? {
+            None => Ok(None),
+            Some(Size::Bytes(n)) => Ok(Some(n)),
+            Some(Size::Text(t)) => super::parse_size(&t).map(Some).ok_or_else(|| {
+                serde::de::Error::custom(format!("{t:?} is not {}", super::SIZE_EXPECTED))
+            }),
+        }
     }
 }

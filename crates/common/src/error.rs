@@ -32,6 +32,15 @@ pub enum Error {
         /// The parser's message, with line and column.
         message: String,
     },
+    /// A section another crate owns (`[worker]`, `[backends]`, `[github]`) does not parse or
+    /// breaks one of its rules.
+    #[error("config [{section}]: {reason}")]
+    ConfigSection {
+        /// The section.
+        section: &'static str,
+        /// What is wrong, naming the key.
+        reason: String,
+    },
     /// No home directory could be determined for the default paths, and none was configured.
     #[error("cannot determine a home directory for default paths; set --data-dir or IPFS_ACCELERATE_DATA_DIR")]
     NoHomeDirectory,
@@ -341,6 +350,7 @@ impl Classify for Error {
             Error::InvalidEnv { .. } => Class::new("invalid_env", INTERNAL),
             Error::InvalidConfigValue { .. } => Class::new("invalid_config_value", INTERNAL),
             Error::ConfigFile { .. } => Class::new("config_file", INTERNAL),
+            Error::ConfigSection { .. } => Class::new("config_section", INTERNAL),
             Error::NoHomeDirectory => Class::new("no_home_directory", INTERNAL),
             Error::InvalidCid { .. } => Class::new("invalid_cid", BAD_REQUEST),
             Error::LegacyFakeCid { .. } => Class::new("legacy_fake_cid", BAD_REQUEST),

@@ -136,32 +136,18 @@ impl Default for ClientConfig {
     }
 }
 
-impl ClientConfig {
-    /// The `[github]` section (TOML text) under the environment: `GITHUB_API_URL` and
-    /// `GITHUB_REPOSITORY` (what GitHub's own runners set) override the file.
-    pub fn load(
-        section: Option<&str>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<ClientConfig> {
-        let mut config: ClientConfig = match section {
-            Some(text) => {
-                toml::from_str(text).map_err(|e| Error::Config(format!("[github]: {e}")))?
-            }
-            None => ClientConfig::default(),
-        };
-        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        if let Some(url) = env("GITHUB_API_URL") {
-            config.api_url = url;
+/// `GITHUB_API_URL` and `GITHUB_REPOSITORY` (what GitHub's own runners set) override the file.
+impl ipfs_accelerate_common::config::Section for ClientConfig {
+    const NAME: &'static str = "github";
+    const ENV: &'static [(&'static str, &'static str)] =
+        &[("api_url", "GITHUB_API_URL"), ("repository", "GITHUB_REPOSITORY")];
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if let Some(repo) = &self.repository {
+            crate::issues::check_repo(repo).map_err(|e| e.to_string())?;
         }
-        if let Some(repo) = env("GITHUB_REPOSITORY") {
-            config.repository = Some(repo);
-        }
-        if let Some(repo) = &config.repository {
-            crate::issues::check_repo(repo)?;
-        }
-        url::Url::parse(&config.api_url)
-            .map_err(|e| Error::Config(format!("api_url {:?}: {e}", config.api_url)))?;
-        Ok(config)
+        url::Url::parse(&self.api_url).map_err(|e| format!("api_url {:?}: {e}", self.api_url))?;
+        Ok(())
     }
 }
 

@@ -31,7 +31,8 @@ const KEEP: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Aggregator settings (`[github.errors]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A table that names some keys keeps the defaults of the rest.
+#[serde(default, deny_unknown_fields)]
 pub struct ErrorsConfig {
     /// Occurrences before a fingerprint is reported.
     #[serde(default = "default_threshold")]

@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 
 /// The pacer's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A table that names some keys keeps the defaults of the rest.
+#[serde(default, deny_unknown_fields)]
 pub struct PacerConfig {
     /// Writes a minute.
     pub per_minute: u32,

@@ -25,7 +25,8 @@ const MARKER: &str = "<!-- ipfs-accelerate:peer:";
 
 /// Registry settings (`[github.registry]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A table that names some keys keeps the defaults of the rest.
+#[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// The registry issue's number; found (or created) by title when unset.
     #[serde(default)]

@@ -4,8 +4,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-
 /// The `[worker]` section of the config file:
 ///
 /// ```toml
@@ -37,7 +35,7 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Bytes of loaded models (`8GiB` or a number); half the machine's memory when unset.
-    #[serde(default, with = "size_text")]
+    #[serde(default, with = "ipfs_accelerate_common::config::size_text")]
     pub memory_budget: Option<u64>,
     /// Requests waiting per model.
     #[serde(default = "default_queue_depth")]
@@ -88,7 +86,10 @@ pub struct WorkerConfig {
     )]
     pub video_decode_timeout: Duration,
     /// The largest image accepted, file or download.
-    #[serde(default = "default_max_image_bytes", with = "size_text")]
+    #[serde(
+        default = "default_max_image_bytes",
+        with = "ipfs_accelerate_common::config::size_text"
+    )]
     pub max_image_bytes: Option<u64>,
     /// How long fetching an image URL may take, redirects and body included.
     #[serde(
@@ -206,56 +207,26 @@ impl Default for WorkerConfig {
     }
 }
 
-impl WorkerConfig {
-    /// The `[worker]` section (TOML text), or the defaults.
-    pub fn load(section: Option<&str>) -> Result<WorkerConfig> {
-        let config: WorkerConfig = match section {
-            Some(text) => toml::from_str(text)
-                .map_err(|e| Error::InvalidInput(format!("config [worker]: {e}")))?,
-            None => WorkerConfig::default(),
-        };
-        if config.threads == Some(0) {
-            return Err(Error::InvalidInput("config [worker]: threads must be at least 1".into()));
-        }
-        if !config.max_audio_seconds.is_finite() || config.max_audio_seconds <= 0.0 {
-            return Err(Error::InvalidInput(
-                "config [worker]: max_audio_seconds must be positive".into(),
-            ));
-        }
-        if config.concurrency == 0 {
-            return Err(Error::InvalidInput(
-                "config [worker]: concurrency must be at least 1".into(),
-            ));
-        }
-        Ok(config)
-    }
-}
+impl ipfs_accelerate_common::config::Section for WorkerConfig {
+    const NAME: &'static str = "worker";
+    // For containers and service units, where a file is the awkward layer.
+    const ENV: &'static [(&'static str, &'static str)] = &[
+        ("memory_budget", "IPFS_ACCELERATE_MEMORY_BUDGET"),
+        ("threads", "IPFS_ACCELERATE_THREADS"),
+        ("queue_depth", "IPFS_ACCELERATE_QUEUE_DEPTH"),
+        ("concurrency", "IPFS_ACCELERATE_CONCURRENCY"),
+    ];
 
-mod size_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Bytes(u64),
-        Text(String),
-    }
-
-    pub fn serialize<S: Serializer>(size: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-        match size {
-            Some(n) => s.serialize_u64(*n),
-            None => s.serialize_none(),
+    fn validate(&self) -> Result<(), String> {
+        if self.threads == Some(0) {
+            return Err("threads must be at least 1".into());
         }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        match Size::deserialize(d)? {
-            Size::Bytes(n) => Ok(Some(n)),
-            Size::Text(t) => {
-                ipfs_accelerate_common::config::parse_size(&t).map(Some).ok_or_else(|| {
-                    serde::de::Error::custom(format!("{t:?} is not a size (8GiB, 500MB, bytes)"))
-                })
-            }
+        if !self.max_audio_seconds.is_finite() || self.max_audio_seconds <= 0.0 {
+            return Err("max_audio_seconds must be positive".into());
         }
+        if self.concurrency == 0 {
+            return Err("concurrency must be at least 1".into());
+        }
+        Ok(())
     }
 }

@@ -46,7 +46,7 @@ fn key_source(config: &Config) -> anyhow::Result<impl Fn(&DeploymentConfig) -> O
 }
 
 async fn router(config: &Config) -> anyhow::Result<(Router, Cache)> {
-    let backends = config::load(config.section("backends"), |name| std::env::var(name).ok())?;
+    let backends = config::load(config, |name| std::env::var(name).ok())?;
     let cache = Cache::new(Store::open_config(config).await?, CacheConfig::default());
     let router = Router::new(backends, key_source(config)?)?.with_cache(cache.clone());
     Ok((router, cache))
@@ -55,7 +55,7 @@ async fn router(config: &Config) -> anyhow::Result<(Router, Cache)> {
 /// `doctor`'s backends section: each configured deployment gets a real round trip (its model
 /// list, 5 s budget, never cached); one that cannot be used or does not answer is a failure.
 pub async fn doctor_checks(config: &Config, doctor: &mut Doctor) {
-    match config::load(config.section("backends"), |name| std::env::var(name).ok()) {
+    match config::load(config, |name| std::env::var(name).ok()) {
         Err(e) => return doctor.push("backends", "config", Level::Fail, e.to_string()),
         Ok(backends) if backends.deployments.is_empty() => {
             let hint = "none configured (OPENAI_BASE_URL, OLLAMA_HOST, … or [backends])";

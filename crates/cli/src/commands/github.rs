@@ -32,7 +32,7 @@ fn secrets(config: &Config, create: bool) -> anyhow::Result<Option<SecretStore>>
 }
 
 pub async fn run(args: GithubArgs, config: &Config, out: &Output) -> anyhow::Result<()> {
-    let settings = ClientConfig::load(config.section("github"), |v| std::env::var(v).ok())?;
+    let settings = config.section::<ClientConfig>(|v| std::env::var(v).ok())?;
     let store = secrets(config, false)?;
     let env = |v: &str| std::env::var(v).ok();
     let lookup = Lookup {

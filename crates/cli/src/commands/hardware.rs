@@ -268,7 +268,7 @@ async fn engine_checks(config: &Config, statuses: &[FeatureStatus], doctor: &mut
         };
         doctor.push("engines", "espeak-ng", level, detail);
     }
-    let settings = match WorkerConfig::load(config.section("worker")) {
+    let settings = match config.section::<WorkerConfig>(|v| std::env::var(v).ok()) {
         Ok(settings) => settings,
         Err(e) => return doctor.push("engines", "worker config", Level::Fail, e.to_string()),
     };

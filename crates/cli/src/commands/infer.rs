@@ -22,7 +22,7 @@ pub async fn run(
     quiet: bool,
     out: &Output,
 ) -> anyhow::Result<()> {
-    let mut settings = WorkerConfig::load(config.section("worker"))?;
+    let mut settings = config.section::<WorkerConfig>(|v| std::env::var(v).ok())?;
     if let InferCommand::Audio(InferAudioCommand::Transcribe { threads: Some(threads), .. }) =
         &args.command
     {
