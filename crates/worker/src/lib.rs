@@ -7,7 +7,9 @@
 //!   verified against its CID.
 //! - [`hub`]: `models pull` from the Hugging Face hub (or a mirror), streamed into the store
 //!   with every LFS file checked against the hub's SHA-256.
-//! - [`skill`]: the `Skill` trait, the static list of skills, typed outputs.
+//! - [`skill`]: the `Skill` trait, the static list of skills (checkpoint skills as
+//!   [`skill::Checkpoint`] descriptions), typed outputs; [`capability`]: what a loaded model
+//!   can do, one trait per capability (`Embed`, `Generate`, `Transcribe`, …).
 //! - [`text`]: BERT-family embeddings and llama GGUF generation on candle.
 //! - [`speech`]: Whisper on whisper.cpp (CTranslate2 models converted to ggml in Rust, kept
 //!   as derived models) and Piper voices on ONNX Runtime with espeak-ng phonemes; [`audio`]
@@ -17,7 +19,8 @@
 //!   fetcher.
 //! - [`kernels`]: which CPU kernels each native engine (whisper.cpp's ggml variants, candle's
 //!   gemm and quantized kernels, ONNX Runtime) runs on this machine, all chosen at run time.
-//! - [`Worker`]: loaded models under a memory budget, a bounded queue and a concurrency limit
+//! - [`Worker`]: the task facade, which asks for a capability and knows no model family; its
+//!   scheduler keeps loaded models under a memory budget, a bounded queue and a concurrency limit
 //!   per model, cancellation, device selection with its reason, and deterministic results
 //!   kept in the store's cache.
 //!
