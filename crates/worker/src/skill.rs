@@ -218,6 +218,27 @@ pub struct CheckpointFiles {
     pub rest: ModelFiles,
 }
 
+/// What the CLIP-family checkpoints (CLIP, CLAP, X-CLIP) read besides config and weights.
+pub const PROCESSOR_AND_TOKENIZER: &[&str] = &["preprocessor_config.json", "tokenizer.json"];
+
+/// How a CLIP-family model is loaded: config, weights, then its processor and tokenizer
+/// files when the checkpoint has them.
+pub type ProcessorLoad<M> =
+    fn(&[u8], Vec<u8>, Option<&[u8]>, Option<&[u8]>, &candle_core::Device) -> Result<M>;
+
+impl CheckpointFiles {
+    /// Builds a CLIP-family model from these files with `load`.
+    pub fn with_processor<M: Loaded + 'static>(
+        self,
+        device: &candle_core::Device,
+        load: ProcessorLoad<M>,
+    ) -> Result<Arc<dyn Loaded>> {
+        let (preprocessor, tokenizer) =
+            (self.rest.get(PROCESSOR_AND_TOKENIZER[0]), self.rest.get(PROCESSOR_AND_TOKENIZER[1]));
+        Ok(Arc::new(load(&self.config, self.weights, preprocessor, tokenizer, device)?))
+    }
+}
+
 impl Skill for Checkpoint {
     fn info(&self) -> SkillInfo {
         SkillInfo {

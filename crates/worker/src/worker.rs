@@ -1,7 +1,7 @@
 //! The task facade: one method per thing a caller asks of a model (embed, generate,
 //! transcribe, classify an image, …). Each checks its input, decodes audio and images off
 //! the reactor, names the capability it needs and hands the rest to the
-//! [`Scheduler`](crate::scheduler) — which model, loaded where, queued how, cached or not.
+//! scheduler (`scheduler.rs`): which model, loaded where, queued how, cached or not.
 //! Nothing here knows a model family: a model's capabilities are traits
 //! ([`crate::capability`]).
 
@@ -63,7 +63,7 @@ impl Worker {
     }
 
     /// Where the ONNX Runtime library Piper voices run on would come from (see
-    /// [`Scheduler::onnxruntime_source`]).
+    /// the scheduler, which loads it).
     pub async fn onnxruntime_source(&self) -> Result<Option<String>> {
         self.scheduler.onnxruntime_source().await
     }

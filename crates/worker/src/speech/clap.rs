@@ -1093,19 +1093,11 @@ pub const CLASSIFY_SKILL: Checkpoint = Checkpoint {
     task: Task::AudioClassification,
     families: &["clap"],
     label: "CLAP",
-    optional: &["preprocessor_config.json", "tokenizer.json"],
+    optional: crate::skill::PROCESSOR_AND_TOKENIZER,
     required: Some(("tokenizer.json", "labels cannot be read")),
     limits: "audio resampled to the extractor's rate (48 kHz); clips past max_length_s are fused from 3 crops",
     output: "labels with probabilities (softmax over the given labels)",
-    build: |files, device| {
-        Ok(std::sync::Arc::new(Clap::load(
-            &files.config,
-            files.weights,
-            files.rest.get("preprocessor_config.json"),
-            files.rest.get("tokenizer.json"),
-            device,
-        )?))
-    },
+    build: |files, device| files.with_processor(device, Clap::load),
 };
 
 /// CLAP audio embeddings.

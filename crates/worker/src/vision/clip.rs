@@ -349,19 +349,11 @@ pub const SIMILARITY_SKILL: Checkpoint = Checkpoint {
     task: Task::ImageTextSimilarity,
     families: &["clip"],
     label: "CLIP",
-    optional: &["preprocessor_config.json", "tokenizer.json"],
+    optional: crate::skill::PROCESSOR_AND_TOKENIZER,
     required: Some(("tokenizer.json", "texts cannot be read")),
     limits: "images resized and cropped to the model's image_size; texts cut to max_position_embeddings tokens",
     output: "per text: cosine, logit and softmax probability",
-    build: |files, device| {
-        Ok(std::sync::Arc::new(Clip::load(
-            &files.config,
-            files.weights,
-            files.rest.get("preprocessor_config.json"),
-            files.rest.get("tokenizer.json"),
-            device,
-        )?))
-    },
+    build: |files, device| files.with_processor(device, Clip::load),
 };
 
 crate::capability::loaded!(Clip: image_embedder -> EmbedImage, image_text -> ImageText);

@@ -689,19 +689,11 @@ pub const SKILL: Checkpoint = Checkpoint {
     task: Task::VideoTextSimilarity,
     families: &["xclip"],
     label: "X-CLIP",
-    optional: &["preprocessor_config.json", "tokenizer.json"],
+    optional: crate::skill::PROCESSOR_AND_TOKENIZER,
     required: Some(("tokenizer.json", "texts cannot be read")),
     limits: "num_frames frames sampled at segment centres; GIF, frame images, or video via ffmpeg",
     output: "per text: logit and softmax probability",
-    build: |files, device| {
-        Ok(std::sync::Arc::new(XClip::load(
-            &files.config,
-            files.weights,
-            files.rest.get("preprocessor_config.json"),
-            files.rest.get("tokenizer.json"),
-            device,
-        )?))
-    },
+    build: |files, device| files.with_processor(device, XClip::load),
 };
 
 crate::capability::loaded!(XClip: video_text -> VideoText);
