@@ -70,3 +70,15 @@ fn a_storage_failure_inside_another_crate_is_named_precisely() {
     let error = failure(&env, &[], &["models", "ls"]);
     assert_eq!(error["kind"], "store_index", "{error}");
 }
+
+#[test]
+fn a_reader_that_went_away_ends_the_command_quietly() {
+    // `ipfs-accelerate config show | head -0`: the pipe's reader is gone before the first line.
+    let env = Env::new();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = env.std_cmd().args(["config", "show"]).stdout(writer).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+}

@@ -16,6 +16,7 @@ use crate::output::Output;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
     let out = Output::new(cli.global.json);
@@ -26,6 +27,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A reader that went away (`ipfs-accelerate … | head`) ends the command as it ends `cat`:
+/// quietly, with the status SIGPIPE gives (128 + 13), not a panic. Rust ignores SIGPIPE, so
+/// `println!` into a closed pipe panics with this message; the panic is the only place left
+/// to catch it short of replacing every `println!`.
+fn quiet_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }
 
 /// Logs go to stderr; `RUST_LOG` wins over `-v`/`-q` when set.
