@@ -50,6 +50,20 @@ fn every_crate_names_its_own_kind() {
 }
 
 #[test]
+fn bad_arguments_under_json_are_the_same_error_shape() {
+    let env = Env::new();
+    let output = env.std_cmd().args(["--json", "storage", "cat", "--nosuch"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let body: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(body["error"]["kind"], "usage", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("--nosuch"), "{body}");
+    // Without --json, clap's own report, with its usage line.
+    let output = env.std_cmd().args(["storage", "cat", "--nosuch"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Usage:"));
+}
+
+#[test]
 fn a_storage_failure_inside_another_crate_is_named_precisely() {
     let env = Env::new();
     // The backends' response cache sits on the store: an unreadable store index is the

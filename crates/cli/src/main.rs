@@ -17,7 +17,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     init_tracing(cli.global.verbose, cli.global.quiet);
     let out = Output::new(cli.global.json);
     match commands::run(cli, &out) {
@@ -27,6 +30,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Bad arguments: clap's own report, or under `--json` the one error shape with kind `usage`
+/// (so a script reading stdout never gets plain text). Help and `--version` are not errors.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if informational || !std::env::args().any(|a| a == "--json") {
+        error.exit();
+    }
+    let text = error.to_string();
+    let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+    let body =
+        serde_json::json!({ "error": { "kind": "usage", "message": message, "retryable": false } });
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{body}");
+    ExitCode::from(2)
 }
 
 /// A reader that went away (`ipfs-accelerate … | head`) ends the command as it ends `cat`:
