@@ -126,72 +126,33 @@ pub struct Fallback {
 
 /// Everything the router needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A missing key takes its value from `Default`: the one place defaults are written.
+#[serde(default, deny_unknown_fields)]
 pub struct BackendsConfig {
     /// Deployments, in order of preference within a group.
-    #[serde(default)]
     pub deployments: Vec<DeploymentConfig>,
     /// Fallbacks between groups.
-    #[serde(default)]
     pub fallbacks: Vec<Fallback>,
     /// Attempts per group (first try included).
-    #[serde(default = "defaults::attempts")]
     pub attempts: u32,
     /// Shortest backoff between attempts.
-    #[serde(default = "defaults::backoff", with = "ipfs_accelerate_common::config::duration_text")]
+    #[serde(with = "ipfs_accelerate_common::config::duration_text")]
     pub backoff: Duration,
     /// Longest backoff between attempts.
-    #[serde(
-        default = "defaults::max_backoff",
-        with = "ipfs_accelerate_common::config::duration_text"
-    )]
+    #[serde(with = "ipfs_accelerate_common::config::duration_text")]
     pub max_backoff: Duration,
     /// A call's whole budget: queueing, attempts, backoff, fallbacks.
-    #[serde(default = "defaults::timeout", with = "ipfs_accelerate_common::config::duration_text")]
+    #[serde(with = "ipfs_accelerate_common::config::duration_text")]
     pub timeout: Duration,
     /// Consecutive failures that put a deployment in cooldown.
-    #[serde(default = "defaults::cooldown_after")]
     pub cooldown_after: u32,
     /// How long a failing deployment is skipped.
-    #[serde(
-        default = "defaults::cooldown",
-        with = "ipfs_accelerate_common::config::duration_text"
-    )]
+    #[serde(with = "ipfs_accelerate_common::config::duration_text")]
     pub cooldown: Duration,
     /// Calls in flight at once, over all deployments.
-    #[serde(default = "defaults::concurrency")]
     pub concurrency: usize,
     /// Calls that may wait for a slot; more is `QueueFull`.
-    #[serde(default = "defaults::queue")]
     pub queue: usize,
-}
-
-mod defaults {
-    use std::time::Duration;
-    pub fn attempts() -> u32 {
-        3
-    }
-    pub fn backoff() -> Duration {
-        Duration::from_millis(200)
-    }
-    pub fn max_backoff() -> Duration {
-        Duration::from_secs(10)
-    }
-    pub fn timeout() -> Duration {
-        Duration::from_secs(120)
-    }
-    pub fn cooldown_after() -> u32 {
-        3
-    }
-    pub fn cooldown() -> Duration {
-        Duration::from_secs(30)
-    }
-    pub fn concurrency() -> usize {
-        64
-    }
-    pub fn queue() -> usize {
-        1024
-    }
 }
 
 impl Default for BackendsConfig {
@@ -199,14 +160,14 @@ impl Default for BackendsConfig {
         BackendsConfig {
             deployments: Vec::new(),
             fallbacks: Vec::new(),
-            attempts: defaults::attempts(),
-            backoff: defaults::backoff(),
-            max_backoff: defaults::max_backoff(),
-            timeout: defaults::timeout(),
-            cooldown_after: defaults::cooldown_after(),
-            cooldown: defaults::cooldown(),
-            concurrency: defaults::concurrency(),
-            queue: defaults::queue(),
+            attempts: 3,
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            timeout: Duration::from_secs(120),
+            cooldown_after: 3,
+            cooldown: Duration::from_secs(30),
+            concurrency: 64,
+            queue: 1024,
         }
     }
 }

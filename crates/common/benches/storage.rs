@@ -10,16 +10,9 @@ use ipfs_accelerate_common::cid::{sha256, Block, Cid, RAW};
 use ipfs_accelerate_common::store::{Store, StoreOptions};
 use ipfs_accelerate_common::unixfs::{import, Profile};
 
+/// The bytes of seed 1 of the tests' generator (the same stream this bench always used).
 fn data(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    tests::pseudo_random(1, len)
 }
 
 fn hashing(c: &mut Criterion) {

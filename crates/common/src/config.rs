@@ -177,11 +177,12 @@ impl serde::Serialize for S3Url {
 }
 
 /// The effective configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     config_file: Option<PathBuf>,
-    /// Sections owned by other crates (`[backends]`, `[github]`), as TOML text for them to parse.
-    sections: std::collections::BTreeMap<String, String>,
+    /// Sections owned by other crates (`[worker]`, `[backends]`, `[github]`), typed by them
+    /// through [`Config::section`].
+    sections: std::collections::BTreeMap<&'static str, toml::Table>,
     data_dir: Setting<PathBuf>,
     storage: StorageConfig,
     remote: RemoteConfig,
@@ -490,7 +491,7 @@ impl Config {
         let sections =
             [("backends", file.backends), ("github", file.github), ("worker", file.worker)]
                 .into_iter()
-                .filter_map(|(name, table)| Some((name.to_string(), table?.to_string())))
+                .filter_map(|(name, table)| Some((name, table?)))
                 .collect();
         Ok(Config {
             config_file,
@@ -539,10 +540,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(S, std::collections::BTreeMap<String, Source>)> {
         let invalid = |reason: String| Error::ConfigSection { section: S::NAME, reason };
-        let mut table: toml::Table = match self.sections.get(S::NAME) {
-            Some(text) => toml::from_str(text).map_err(|e| invalid(e.to_string()))?,
-            None => toml::Table::new(),
-        };
+        let mut table = self.sections.get(S::NAME).cloned().unwrap_or_default();
         let mut sources = std::collections::BTreeMap::new();
         if let Some(path) = &self.config_file {
             file_keys("", &table, &Source::File(path.clone()), &mut sources);
@@ -550,20 +548,18 @@ impl Config {
         let defaults = serde_json::to_value(S::default()).map_err(|e| invalid(e.to_string()))?;
         for (key, var) in S::ENV {
             let Some(text) = env(var).filter(|v| !v.trim().is_empty()) else { continue };
-            let value = match defaults.get(*key) {
-                Some(serde_json::Value::Bool(_)) => toml::Value::Boolean(parse_bool(var, &text)?),
-                Some(serde_json::Value::Number(_)) | Some(serde_json::Value::Null)
-                    if text.trim().parse::<i64>().is_ok() =>
-                {
-                    toml::Value::Integer(text.trim().parse().unwrap_or_default())
-                }
-                Some(serde_json::Value::Number(_)) => {
-                    let number = text.trim().parse::<f64>().map_err(|_| Error::InvalidEnv {
+            // A key without a default (`null`) takes an integer as one, else the text.
+            use serde_json::Value as Json;
+            let default = defaults.get(*key);
+            let value = match (default, text.trim().parse::<i64>()) {
+                (Some(Json::Bool(_)), _) => toml::Value::Boolean(parse_bool(var, &text)?),
+                (Some(Json::Number(_) | Json::Null), Ok(n)) => toml::Value::Integer(n),
+                (Some(Json::Number(_)), Err(_)) => {
+                    toml::Value::Float(text.trim().parse().map_err(|_| Error::InvalidEnv {
                         var: (*var).into(),
                         value: text.clone(),
                         expected: "a number",
-                    })?;
-                    toml::Value::Float(number)
+                    })?)
                 }
                 _ => toml::Value::String(text.clone()),
             };

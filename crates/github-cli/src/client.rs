@@ -65,70 +65,46 @@ const MAX_BODY: usize = 32 << 20;
 /// label = "ipfs-accelerate-error"
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// A missing key takes its value from `Default`: the one place defaults are written.
+#[serde(default, deny_unknown_fields)]
 pub struct ClientConfig {
     /// The REST API root (`https://api.github.com`, or GHE's `https://host/api/v3`).
-    #[serde(default = "default_api_url")]
     pub api_url: String,
     /// A token (prefer a stored credential: the config file is not encrypted).
-    #[serde(default)]
     pub token: Option<String>,
     /// The stored credential to use.
-    #[serde(default = "default_credential")]
     pub credential: String,
     /// The repository workers coordinate through.
-    #[serde(default)]
     pub repository: Option<String>,
     /// Each request's deadline.
-    #[serde(default = "default_timeout", with = "ipfs_accelerate_common::config::duration_text")]
+    #[serde(with = "ipfs_accelerate_common::config::duration_text")]
     pub timeout: Duration,
     /// Write pacing.
-    #[serde(default)]
     pub pacer: PacerConfig,
     /// Attempts for a write (first try included).
-    #[serde(default = "default_write_attempts")]
     pub write_attempts: u32,
     /// The longest a call waits out a rate limit before failing with it.
-    #[serde(default = "default_max_wait", with = "ipfs_accelerate_common::config::duration_text")]
+    #[serde(with = "ipfs_accelerate_common::config::duration_text")]
     pub max_rate_limit_wait: Duration,
     /// The peer registry.
-    #[serde(default)]
     pub registry: crate::registry::RegistryConfig,
     /// Static bootstrap peers (multiaddrs), besides the registry and `IPFS_ACCELERATE_PEERS`.
-    #[serde(default)]
     pub peers: Vec<String>,
     /// The error aggregator.
-    #[serde(default)]
     pub errors: crate::errors::ErrorsConfig,
-}
-
-fn default_api_url() -> String {
-    "https://api.github.com".into()
-}
-fn default_credential() -> String {
-    "default".into()
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_write_attempts() -> u32 {
-    3
-}
-fn default_max_wait() -> Duration {
-    Duration::from_secs(120)
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
-            api_url: default_api_url(),
+            api_url: "https://api.github.com".into(),
             token: None,
-            credential: default_credential(),
+            credential: "default".into(),
             repository: None,
-            timeout: default_timeout(),
+            timeout: Duration::from_secs(30),
             pacer: PacerConfig::default(),
-            write_attempts: default_write_attempts(),
-            max_rate_limit_wait: default_max_wait(),
+            write_attempts: 3,
+            max_rate_limit_wait: Duration::from_secs(120),
             registry: crate::registry::RegistryConfig::default(),
             peers: Vec::new(),
             errors: crate::errors::ErrorsConfig::default(),

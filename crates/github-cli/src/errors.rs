@@ -35,39 +35,23 @@ const KEEP: Duration = Duration::from_secs(90 * 24 * 3600);
 #[serde(default, deny_unknown_fields)]
 pub struct ErrorsConfig {
     /// Occurrences before a fingerprint is reported.
-    #[serde(default = "default_threshold")]
     pub threshold: u64,
     /// A closed issue this recent is commented on rather than duplicated.
-    #[serde(default = "default_reopen", with = "ipfs_accelerate_common::config::duration_text")]
+    #[serde(with = "ipfs_accelerate_common::config::duration_text")]
     pub closed_within: Duration,
     /// The label auto-filed issues carry.
-    #[serde(default = "default_label")]
     pub label: String,
     /// Errors a collector holds before refusing more.
-    #[serde(default = "default_queue")]
     pub queue: usize,
-}
-
-fn default_threshold() -> u64 {
-    3
-}
-fn default_reopen() -> Duration {
-    Duration::from_secs(14 * 24 * 3600)
-}
-fn default_label() -> String {
-    "ipfs-accelerate-error".into()
-}
-fn default_queue() -> usize {
-    1024
 }
 
 impl Default for ErrorsConfig {
     fn default() -> Self {
         ErrorsConfig {
-            threshold: default_threshold(),
-            closed_within: default_reopen(),
-            label: default_label(),
-            queue: default_queue(),
+            threshold: 3,
+            closed_within: Duration::from_secs(14 * 24 * 3600),
+            label: "ipfs-accelerate-error".into(),
+            queue: 1024,
         }
     }
 }

@@ -29,35 +29,24 @@ const MARKER: &str = "<!-- ipfs-accelerate:peer:";
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// The registry issue's number; found (or created) by title when unset.
-    #[serde(default)]
     pub issue: Option<u64>,
     /// The registry issue's title.
-    #[serde(default = "default_title")]
     pub title: String,
     /// Records older than this are dropped.
-    #[serde(default = "default_ttl", with = "ipfs_accelerate_common::config::duration_text")]
+    #[serde(with = "ipfs_accelerate_common::config::duration_text")]
     pub ttl: Duration,
     /// Logins whose records are trusted; empty = collaborators with push access.
-    #[serde(default)]
     pub allow_authors: Vec<String>,
     /// Publish addresses with public IPs (off: only private, loopback and DNS addresses).
-    #[serde(default)]
     pub publish_public_addresses: bool,
-}
-
-fn default_title() -> String {
-    "ipfs-accelerate peer registry".into()
-}
-fn default_ttl() -> Duration {
-    Duration::from_secs(30 * 60)
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             issue: None,
-            title: default_title(),
-            ttl: default_ttl(),
+            title: "ipfs-accelerate peer registry".into(),
+            ttl: Duration::from_secs(30 * 60),
             allow_authors: Vec::new(),
             publish_public_addresses: false,
         }

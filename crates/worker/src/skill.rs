@@ -339,12 +339,13 @@ pub fn find(task: Task, model: &str, manifest: &Manifest) -> Result<&'static dyn
     }
     // A model another task's skill runs is the wrong model for this task, not an
     // unsupported one: say what it is for.
-    let mut its_tasks: Vec<&str> = skills()
-        .iter()
-        .filter(|s| s.accepts(manifest).is_ok())
-        .map(|s| s.info().task.name())
-        .collect();
-    its_tasks.dedup();
+    let mut its_tasks: Vec<&str> = Vec::new();
+    for skill in skills().iter().filter(|s| s.accepts(manifest).is_ok()) {
+        let name = skill.info().task.name();
+        if !its_tasks.contains(&name) {
+            its_tasks.push(name);
+        }
+    }
     if !its_tasks.is_empty() {
         return Err(Error::WrongTask {
             model: model.to_string(),

@@ -62,8 +62,9 @@ impl Worker {
         self.scheduler.loaded()
     }
 
-    /// Where the ONNX Runtime library Piper voices run on would come from (see
-    /// the scheduler, which loads it).
+    /// Where the ONNX Runtime library Piper voices run on would come from: `[worker]
+    /// onnxruntime`, `ORT_DYLIB_PATH`, or the registry's `onnxruntime_model` (decided as the
+    /// scheduler decides it when it loads a voice, but copying nothing).
     pub async fn onnxruntime_source(&self) -> Result<Option<String>> {
         self.scheduler.onnxruntime_source().await
     }

@@ -203,7 +203,10 @@ async fn auth(
                 github.whoami().await.context("GitHub did not accept the token")?;
             let store = match secrets(config, true)? {
                 Some(store) => store,
-                None => anyhow::bail!("no secret store could be opened"),
+                None => fail!(
+                    NotSet,
+                    "no secret store could be opened (set a master key: `secrets status`)"
+                ),
             };
             let expires_at = expires_in.map(|d| {
                 let now = std::time::SystemTime::now()

@@ -53,18 +53,13 @@ impl FlatFs {
     /// blocks: anything else in `blocks/` is left alone (a stray regular file once made every
     /// GC fail), and so is any file not named like a block.
     pub fn block_files(&self) -> Result<Vec<(PathBuf, Vec<u8>)>> {
-        let list = |dir: &Path| -> Result<Vec<std::fs::DirEntry>> {
-            std::fs::read_dir(dir)
-                .and_then(|entries| entries.collect())
-                .map_err(|e| Error::io("list", dir, e))
-        };
         let mut files = Vec::new();
-        for shard in list(&self.blocks)? {
+        for shard in read_dir(&self.blocks)? {
             if !shard.file_type().is_ok_and(|t| t.is_dir()) {
                 tracing::warn!(path = %shard.path().display(), "not a shard directory; left alone");
                 continue;
             }
-            for entry in list(&shard.path())? {
+            for entry in read_dir(&shard.path())? {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if let Some(mh) = name.strip_suffix(".data").and_then(decode_key) {
                     files.push((entry.path(), mh));
@@ -158,6 +153,13 @@ pub(super) fn decode_key(key: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// The entries of `dir`, all read (an error names the directory).
+pub(super) fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    std::fs::read_dir(dir)
+        .and_then(|entries| entries.collect())
+        .map_err(|e| Error::io("list", dir, e))
 }
 
 /// Removes `path`, treating "already gone" as success.

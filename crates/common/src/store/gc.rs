@@ -11,7 +11,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::engine::{now, Engine};
-use super::flatfs::remove_if_present;
+use super::flatfs::{read_dir, remove_if_present};
 use super::journal::Record;
 use crate::cid::Block;
 use crate::{Error, Result};
@@ -546,10 +546,4 @@ impl Engine {
             Ok(())
         })
     }
-}
-
-pub(super) fn read_dir(dir: &std::path::Path) -> Result<Vec<std::fs::DirEntry>> {
-    std::fs::read_dir(dir)
-        .and_then(|entries| entries.collect())
-        .map_err(|e| Error::io("list", dir, e))
 }

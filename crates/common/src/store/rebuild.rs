@@ -17,6 +17,10 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::engine::{now, Engine};
+
+/// A block whose body is a file: its row, with no inline bytes.
+const INSERT_FILE_BLOCK: &str =
+    "INSERT OR IGNORE INTO blocks (mh, codec, size, inline, atime, data) VALUES (?1, ?2, ?3, 0, ?4, NULL)";
 use super::gc::PinMode;
 use super::journal::Record;
 use super::names::{Expect, Name};
@@ -89,32 +93,32 @@ impl Engine {
         self.write(|tx| {
             for (path, mh) in self.fs().block_files()? {
                 let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-                    report.files += 1;
-                    let data = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-                    let block = Multihash::from_bytes(&mh)
-                        .map_err(|e| e.to_string())
-                        .and_then(|hash| guess_block(hash, data).map_err(|e| e.to_string()));
-                    let block = match block {
-                        Ok(block) => block,
-                        Err(why) => {
-                            tracing::warn!(file = %path.display(), %why, "quarantining a block file");
-                            std::fs::create_dir_all(&quarantine)
-                                .map_err(|e| Error::io("create directory", &quarantine, e))?;
-                            let to = quarantine.join(&name);
-                            std::fs::rename(&path, &to).map_err(|e| Error::io("rename", &path, e))?;
-                            report.quarantined.push(to);
-                            continue;
-                        }
-                    };
-                    let size = i64::try_from(block.data().len()).unwrap_or(i64::MAX);
-                    tx.prepare_cached("INSERT OR IGNORE INTO blocks (mh, codec, size, inline, atime, data) VALUES (?1, ?2, ?3, 0, ?4, NULL)")
-                        .and_then(|mut s| s.execute(params![mh, block.cid().codec() as i64, size, t]))
-                        .map_err(|e| self.db_err(e))?;
-                    report.blocks += 1;
-                    if block.cid().codec() == DAG_PB {
-                        report.dag_pb += 1;
-                        self.insert_refs(tx, &mh, &block)?;
+                report.files += 1;
+                let data = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+                let block = Multihash::from_bytes(&mh)
+                    .map_err(|e| e.to_string())
+                    .and_then(|hash| guess_block(hash, data).map_err(|e| e.to_string()));
+                let block = match block {
+                    Ok(block) => block,
+                    Err(why) => {
+                        tracing::warn!(file = %path.display(), %why, "quarantining a block file");
+                        std::fs::create_dir_all(&quarantine)
+                            .map_err(|e| Error::io("create directory", &quarantine, e))?;
+                        let to = quarantine.join(&name);
+                        std::fs::rename(&path, &to).map_err(|e| Error::io("rename", &path, e))?;
+                        report.quarantined.push(to);
+                        continue;
                     }
+                };
+                let size = i64::try_from(block.data().len()).unwrap_or(i64::MAX);
+                tx.prepare_cached(INSERT_FILE_BLOCK)
+                    .and_then(|mut s| s.execute(params![mh, block.cid().codec() as i64, size, t]))
+                    .map_err(|e| self.db_err(e))?;
+                report.blocks += 1;
+                if block.cid().codec() == DAG_PB {
+                    report.dag_pb += 1;
+                    self.insert_refs(tx, &mh, &block)?;
+                }
             }
             self.replay_journal(tx, report)?;
             // Roots (blocks no other links to) that nothing restored protects.
